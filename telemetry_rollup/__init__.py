@@ -1,0 +1,57 @@
+"""telemetry_rollup: local-first, privacy-respecting usage counts, delivered once per day.
+
+::
+
+    import telemetry_rollup as tr
+    tr.configure(app="acme", endpoint="https://telemetry.example.com/v1/rollups", app_version="1.4.0")
+    tr.count("build")
+
+Importing this package loads none of its dependencies and creates no file and no thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._telemetry import SendResult, Telemetry
+from ._version import __version__
+
+__all__ = ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status"]
+
+#: The module default instance: the only module-level mutable state.
+_default = Telemetry()
+
+#: ``count(name, n=1)``: add ``n`` to ``name`` for today (UTC). Never raises, never does I/O,
+#: never prints. Bad names count under ``_invalid``, names outside the allowlist under ``_denied``.
+count = _default.count
+
+
+def configure(app: str, **options: Any) -> Telemetry:
+    """Configure the default instance for ``app`` (see :meth:`Telemetry.configure`) and return it.
+
+    Counts made before the call are kept and attributed to ``app``.
+    """
+    _default.configure(app, **options)
+    return _default
+
+
+def flush() -> None:
+    """Append the in-memory counts to the on-disk buffer now (what the exit hook does)."""
+    _default.flush()
+
+
+def send(timeout: float = 5.0) -> SendResult:
+    """Flush, then deliver the reports that are due, bounded by ``timeout`` for the whole call."""
+    return _default.send(timeout)
+
+
+def status() -> dict[str, Any]:
+    """The default app's status, as ``python -m telemetry_rollup status --json`` prints it."""
+    if _default.app is None:
+        return {}
+    from ._status import app_status
+
+    try:
+        return app_status(_default._store)
+    except Exception:
+        return {}

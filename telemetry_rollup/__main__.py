@@ -1,0 +1,3 @@
+from telemetry_rollup import cli
+
+raise SystemExit(cli.main())

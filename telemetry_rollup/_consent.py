@@ -1,0 +1,76 @@
+"""Consent: which mode applies and why, and the one-line notice.
+
+Precedence, first match wins: ``DO_NOT_TRACK`` (set and not ""/0/false) -> off;
+``<PREFIX>_TELEMETRY`` (0/off/false/no -> off, local -> local, 1/on/true/yes -> on, anything
+else ignored: never "non-empty means on"); the stored choice; the app's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+MODES = ("on", "local", "off")
+_OFF = {"0", "off", "false", "no"}
+_ON = {"1", "on", "true", "yes"}
+
+
+class Decision(NamedTuple):
+    mode: str
+    source: str  # "DO_NOT_TRACK", "<PREFIX>_TELEMETRY", "stored", or "default"
+
+
+def env_mode(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in _OFF:
+        return "off"
+    if v in _ON:
+        return "on"
+    if v == "local":
+        return "local"
+    return None
+
+
+def do_not_track(environ: Mapping[str, str]) -> bool:
+    v = environ.get("DO_NOT_TRACK")
+    return v is not None and v.strip().lower() not in ("", "0", "false")
+
+
+def env_decision(environ: Mapping[str, str], prefix: str) -> Decision | None:
+    """The decision the environment alone makes, if any."""
+    if do_not_track(environ):
+        return Decision("off", "DO_NOT_TRACK")
+    var = f"{prefix}_TELEMETRY"
+    mode = env_mode(environ.get(var))
+    if mode is not None:
+        return Decision(mode, var)
+    return None
+
+
+def resolve(environ: Mapping[str, str], prefix: str, stored: str | None, default: str) -> Decision:
+    decided = env_decision(environ, prefix)
+    if decided is not None:
+        return decided
+    if stored in MODES:
+        return Decision(stored, "stored")
+    return Decision(default, "default")
+
+
+def parse_stored(obj: Any) -> str | None:
+    """The mode in a parsed ``mode.json``, or None."""
+    if isinstance(obj, dict) and obj.get("mode") in MODES:
+        return str(obj["mode"])
+    return None
+
+
+def notice_text(app: str, prefix: str, text: str | None, url: str | None) -> str:
+    if text:
+        return text.replace("\n", " ")
+    details = f" Details: {url}" if url else " Details: python -m telemetry_rollup status"
+    return (
+        f"{app} collects anonymous usage counts (which features are used, per day), never code, "
+        f"paths or arguments. Turn off: {prefix}_TELEMETRY=0, DO_NOT_TRACK=1, or "
+        f"`python -m telemetry_rollup off --app {app}`.{details}"
+    )

@@ -1,0 +1,167 @@
+"""The hot path: in-memory counts keyed by (UTC day, name).
+
+``count()`` must cost about as much as a dict increment and stay exact across threads without a
+lock. Each (day, name) gets an ``itertools.count`` object: ``next()`` on it is a single C call,
+atomic under the GIL, so concurrent increments are never lost. Reads never reset the objects;
+a baseline of what was already handed out is kept instead, so a read racing an increment
+neither loses nor repeats it. Increments other than 1 (rare) take a lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterable
+from typing import Callable
+
+from ._days import SECONDS_PER_DAY, day_of
+from ._names import DENIED, INVALID, MAX_NAMES_PER_DAY, OVERFLOW, is_name
+
+#: (day number, name) -> count
+Snapshot = dict[tuple[int, str], int]
+
+_time = time.time
+
+
+def _value(counter: itertools.count[int]) -> int:
+    # repr is "count(N)" on every CPython version; pickling support for itertools is going away.
+    return int(repr(counter)[6:-1])
+
+
+class Counters:
+    """Thread-safe, lock-free-on-the-fast-path counters for one app."""
+
+    __slots__ = ("_base", "_cur", "_cur_day", "_day_end", "_days", "_lock", "_sums", "allow", "off", "on_new_name")
+
+    def __init__(self) -> None:
+        self.off = False
+        #: optional predicate: names it rejects count under ``_denied``
+        self.allow: Callable[[str], bool] | None = None
+        #: called (outside the fast path) the first time a name is seen on a day
+        self.on_new_name: Callable[[], None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._days: dict[int, dict[str, itertools.count[int]]] = {}
+        self._cur: dict[str, itertools.count[int]] = {}
+        self._cur_day = -1
+        self._day_end = 0.0  # forces the first call through the slow path
+        self._base: Snapshot = {}
+        self._sums: Snapshot = {}
+
+    def after_fork_in_child(self) -> None:
+        """The child starts empty: the parent persists its own counts, exactly once."""
+        self._reset()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to ``name`` for the current UTC day. Never raises."""
+        if self.off:
+            return
+        try:
+            if n == 1 and _time() < self._day_end:
+                c = self._cur.get(name)
+                if c is not None:
+                    next(c)
+                    return
+            self._slow(name, n)
+        except Exception:
+            # An unhashable name fails the fast lookup; the slow path counts it under _invalid.
+            try:
+                self._slow(name, n)
+            except Exception:  # noqa: S110 - nothing may reach the host program
+                pass
+
+    def count_reserved(self, name: str, n: int = 1, *, now: float | None = None) -> None:
+        """Count a library-reserved name (no validation, no allowlist)."""
+        day = day_of(_time() if now is None else now)
+        with self._lock:
+            self._sums[(day, name)] = self._sums.get((day, name), 0) + n
+
+    def _slow(self, name: object, n: object) -> None:
+        new_name = False
+        with self._lock:
+            now = _time()
+            day = day_of(now)
+            if day != self._cur_day:
+                self._cur_day = day
+                self._cur = self._days.setdefault(day, {})
+                self._day_end = (day + 1) * SECONDS_PER_DAY
+            if type(n) is not int or n < 0 or not is_name(name):
+                key, n = INVALID, 1
+            else:
+                key = name  # type: ignore[assignment]
+                if self.allow is not None and not self.allow(key):
+                    key = DENIED
+            cur = self._cur
+            if key not in cur and key[0] != "_" and len(cur) >= MAX_NAMES_PER_DAY:
+                key = OVERFLOW
+            if key[0] == "_":
+                self._sums[(day, key)] = self._sums.get((day, key), 0) + n
+            elif n == 1:
+                c = cur.get(key)
+                if c is None:
+                    c = cur[key] = itertools.count()
+                    new_name = True
+                next(c)
+            else:
+                if key not in cur:
+                    cur[key] = itertools.count()
+                    new_name = True
+                self._sums[(day, key)] = self._sums.get((day, key), 0) + n
+        if new_name and self.on_new_name is not None:
+            self.on_new_name()
+
+    def take(self) -> Snapshot:
+        """Hand out everything counted since the last take (and forget days older than yesterday)."""
+        out: Snapshot = {}
+        with self._lock:
+            sums, self._sums = self._sums, {}
+            for key, n in sums.items():
+                out[key] = out.get(key, 0) + n
+            for day, names in list(self._days.items()):
+                for name, c in list(names.items()):
+                    v = _value(c)
+                    b = self._base.get((day, name), 0)
+                    if v > b:
+                        out[(day, name)] = out.get((day, name), 0) + v - b
+                        self._base[(day, name)] = v
+                if day < self._cur_day - 1:
+                    # No thread can still hold these objects: the fast path only sees today's dict.
+                    del self._days[day]
+                    for name in names:
+                        self._base.pop((day, name), None)
+        return out
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Give back counts that could not be persisted, so a later flush retries them."""
+        with self._lock:
+            for key, n in snapshot.items():
+                self._sums[key] = self._sums.get(key, 0) + n
+
+    def clear(self) -> None:
+        """Forget everything (the user switched telemetry off)."""
+        with self._lock:
+            self._days.clear()
+            self._cur = {}
+            self._cur_day = -1
+            self._day_end = 0.0
+            self._base.clear()
+            self._sums.clear()
+
+    def pending(self) -> bool:
+        """True when a take() would hand out something (cheap enough for the exit hook)."""
+        with self._lock:
+            if self._sums:
+                return True
+            return any(
+                _value(c) > self._base.get((day, name), 0)
+                for day, names in self._days.items()
+                for name, c in names.items()
+            )
+
+
+def merge(into: Snapshot, more: Iterable[tuple[tuple[int, str], int]]) -> None:
+    for key, n in more:
+        into[key] = into.get(key, 0) + n
