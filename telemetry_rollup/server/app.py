@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -222,7 +222,7 @@ def create_app(
     @app.post(
         "/v1/rollups",
         response_model=None,
-        responses={200: {"model": RollupResponse}, **_ERRORS},
+        responses={200: {"model": Union[RollupResponse, ForgetResponse]}, **_ERRORS},
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -47,9 +47,11 @@ AppName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 CounterName = Annotated[str, StringConstraints(pattern=COUNTER_PATTERN)]
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
+#: Canonical lowercase hyphenated form: exactly the strings with str(uuid.UUID(x)) == x.
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 UUIDText = Annotated[
     str,
-    StringConstraints(min_length=36, max_length=36),
+    StringConstraints(pattern=UUID_PATTERN),
     Field(description="canonical lowercase hyphenated UUID"),
 ]
 

@@ -60,7 +60,7 @@ BAD = [
     (mutate("reports.0.id", "x"), "reports.0.id"),
     (mutate("reports.0.day", "2026-02-30"), "reports.0.day"),
     (mutate("reports.0.day", "2026-1-1"), "reports.0.day"),
-    (mutate("reports.0.day", "２０２６-11-21"), "reports.0.day"),
+    (mutate("reports.0.day", "\uff12\uff10\uff12\uff16-11-21"), "reports.0.day"),
     (mutate("reports.0.extra", 1), "reports.0.extra"),
     (mutate("reports.0.counts", {"build": -1}), "reports.0.counts"),
     (mutate("reports.0.counts", {"build": 10**9 + 1}), "reports.0.counts"),
