@@ -98,6 +98,8 @@ def serve_main(argv: list[str]) -> int:
         "proxy_headers": False,
         "server_header": False,
         "log_level": "warning",
+        # Import string, so each worker process can load it (see nodelay.py for why).
+        "http": "telemetry_rollup.server.nodelay:NoDelayH11Protocol",
     }
     try:
         store = open_store(url)
