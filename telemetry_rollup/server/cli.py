@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import threading
 import time
@@ -54,6 +55,22 @@ def _serve_parser() -> _Parser:
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why host:port cannot be bound, or "" (checked first so the failure is one line)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve --host {host}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return ""
 
 
 def _announce_when_healthy(url: str, stop: threading.Event) -> None:
@@ -101,6 +118,9 @@ def serve_main(argv: list[str]) -> int:
         # Import string, so each worker process can load it (see nodelay.py for why).
         "http": "telemetry_rollup.server.nodelay:NoDelayH11Protocol",
     }
+    problem = _bind_problem(args.host, args.port)
+    if problem:
+        return _fail(prog, problem, 1)
     try:
         store = open_store(url)
     except (StoreError, OSError) as exc:
