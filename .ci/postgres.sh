@@ -7,6 +7,10 @@
 # its own, "telemetry_ci", on port $TEST_POSTGRES_PORT (default 55432), so the machine's
 # default "main" cluster is left alone. Stop and remove it with .ci/postgres-stop.sh.
 set -euo pipefail
+# fd 3 is the caller's stdout (for the one export line); everything else goes to stderr.
+# Commands that may leave a daemon behind (apt-get's postinst, pg_createcluster,
+# pg_ctlcluster) run with "3>&-": a daemon holding the pipe open would make the caller's
+# "$(...)" wait forever.
 exec 3>&1 1>&2
 
 CLUSTER=telemetry_ci
@@ -22,8 +26,8 @@ fi
 if ! command -v pg_createcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "postgres.sh: installing PostgreSQL from the system packages" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y --no-install-recommends postgresql
+    apt-get update 3>&-
+    apt-get install -y --no-install-recommends postgresql 3>&-
 fi
 
 VERSION="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
@@ -32,11 +36,11 @@ if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$VERSION $CLUSTER"; th
     # thrown away after the run needs speed, not durability.
     pg_createcluster "$VERSION" "$CLUSTER" --port "$PORT" --start-conf manual \
         -o fsync=off -o synchronous_commit=off \
-        -o full_page_writes=off -o max_connections=200
+        -o full_page_writes=off -o max_connections=200 3>&-
 fi
 PORT="$(pg_lsclusters -h | awk -v v="$VERSION" -v c="$CLUSTER" '$1==v && $2==c {print $3}')"
 if ! pg_lsclusters -h | awk -v v="$VERSION" -v c="$CLUSTER" '$1==v && $2==c {print $4}' | grep -q online; then
-    pg_ctlcluster "$VERSION" "$CLUSTER" start
+    pg_ctlcluster "$VERSION" "$CLUSTER" start 3>&-
 fi
 
 for _ in $(seq 1 60); do
