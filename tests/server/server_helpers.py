@@ -163,3 +163,35 @@ def totals(server: Server, app: str) -> dict[tuple[str, str], tuple[int, int]]:
         (r["day"], r["name"]): (r["total"], r["machines"])
         for r in report_json(server, app)["counts"]
     }
+
+
+def start_server_process(
+    db_url: str,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    config_path: Path | None = None,
+    timeout: float = 30.0,
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m telemetry_rollup.server`` and return once /healthz answers.
+
+    The process runs in its own session (stop it with ``os.killpg(proc.pid, SIGTERM)``);
+    its stderr carries the "listening on" line. For the tests' own use see :class:`Server`.
+    """
+    port = port or free_port()
+    args = [sys.executable, "-m", "telemetry_rollup.server", "--db", db_url]
+    args += ["--host", host, "--port", str(port)]
+    if config_path is not None:
+        args += ["--config", str(config_path)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://{host}:{port}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    raise RuntimeError(f"server on {host}:{port} did not become healthy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from server_helpers import Server, day, free_port, new_id, rollup, run_cli
+from server_helpers import Server, day, free_port, new_id, rollup, run_cli, start_server_process
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
@@ -157,3 +158,12 @@ def test_announces_its_url(tmp_path: Path) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal (its choice).
     assert server.proc.returncode in (0, -signal.SIGTERM)
     assert (tmp_path / "a.db").exists()
+
+
+def test_start_server_process_helper(tmp_path: Path) -> None:
+    proc = start_server_process(f"sqlite:///{tmp_path / 'h.db'}", host="127.0.0.1")
+    try:
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
