@@ -145,7 +145,7 @@ def test_generated_bodies(fuzz_server: Server, case: tuple[Any, bool]) -> None:
         assert answer == {"forgotten": True}
 
 
-def test_openapi_conformance(fuzz_server: Server) -> None:
+def test_openapi_conformance(fuzz_server: Server, tmp_path: Path) -> None:
     """schemathesis (its CLI: its pytest plugin does not load under pytest 9) fuzzes every
     operation from /openapi.json, positive and negative data, with all checks but one:
     positive_data_acceptance, because a body valid by the schema can still be refused for
@@ -166,6 +166,7 @@ def test_openapi_conformance(fuzz_server: Server) -> None:
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=tmp_path,  # it keeps a .schemathesis cache in its working directory
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
