@@ -1,0 +1,166 @@
+"""Load check for the ingest server (not a test): requests/s and p50/p99 latency.
+
+Starts the real server (``python -m telemetry_rollup.server``) on a free 127.0.0.1 port for
+each backend, then drives it from separate client processes, each sending rollups one after
+another over a keep-alive connection. Bounded in count and time: at most ``--requests`` per
+backend and at most ``--seconds`` each; the server is stopped afterwards.
+
+    python benchmarks/server_load.py                       # SQLite; PostgreSQL too if
+                                                           # TEST_POSTGRES_URL is set
+    python benchmarks/server_load.py --clients 16 --requests 5000 --workers 2
+    python benchmarks/server_load.py --backend postgres --postgres-url postgresql://...
+
+Every request carries one new report of 10 counters (so every request writes), except
+with ``--duplicates``, which resends one fixed body (the dedup path: a read and no write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _body(app: str, machine: str, report_id: str) -> dict[str, Any]:
+    day = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+    return {
+        "schema": 1,
+        "app": app,
+        "app_version": "1.4.0",
+        "lib_version": "0.1.0",
+        "machine_id": machine,
+        "os": "linux",
+        "arch": "x86_64",
+        "python": "3.11",
+        "ci": False,
+        "reports": [{"id": report_id, "day": day, "counts": {f"cmd.{i}": i for i in range(10)}}],
+    }
+
+
+def _client(args: tuple[str, int, float, bool, str]) -> tuple[list[float], int]:
+    url, count, deadline, duplicates, app = args
+    session = requests.Session()
+    machine = str(uuid.uuid4())
+    fixed = json.dumps(_body(app, machine, str(uuid.uuid4())))
+    latencies: list[float] = []
+    errors = 0
+    for _ in range(count):
+        if time.time() >= deadline:
+            break
+        data = fixed if duplicates else json.dumps(_body(app, machine, str(uuid.uuid4())))
+        start = time.perf_counter()
+        try:
+            resp = session.post(
+                url, data=data, headers={"Content-Type": "application/json"}, timeout=10
+            )
+            ok = resp.status_code == 200
+        except requests.RequestException:
+            ok = False
+        latencies.append(time.perf_counter() - start)
+        errors += not ok
+    session.close()
+    return latencies, errors
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path) -> None:
+    port = _free_port()
+    config = workdir / "bench-config.json"
+    limits = {"per_machine": 10**9, "per_address": 10**9}
+    config.write_text(json.dumps({"limits": limits}))
+    cmd = [sys.executable, "-m", "telemetry_rollup.server", "--db", db_url, "--port", str(port)]
+    cmd += ["--config", str(config), "--workers", str(opts.workers)]
+    log = open(workdir / f"server-{name}.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit(f"{name}: server did not start; see {log.name}")
+            time.sleep(0.05)
+        per_client = max(1, opts.requests // opts.clients)
+        stop_at = time.time() + opts.seconds
+        app = f"bench-{uuid.uuid4().hex[:8]}"
+        jobs = [
+            (base + "/v1/rollups", per_client, stop_at, opts.duplicates, app)
+            for _ in range(opts.clients)
+        ]
+        started = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(opts.clients) as pool:
+            results = pool.map(_client, jobs)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+    latencies = sorted(x for lat, _ in results for x in lat)
+    errors = sum(e for _, e in results)
+    p50, p99 = (_percentile(latencies, p) * 1000 for p in (50, 99))
+    print(
+        f"{name:<10} workers={opts.workers} clients={opts.clients} "
+        f"requests={len(latencies)} errors={errors} time={elapsed:.1f}s "
+        f"rate={len(latencies) / elapsed:.0f} req/s p50={p50:.1f} ms p99={p99:.1f} ms"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL"))
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=2000, help="per backend (upper bound)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per backend (upper bound)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--duplicates", action="store_true", help="resend one body")
+    opts = parser.parse_args()
+    if not (1 <= opts.clients <= 64 and 1 <= opts.requests <= 100_000 and opts.seconds <= 300):
+        parser.error("keep the load bounded: clients 1..64, requests <= 100000, seconds <= 300")
+    with tempfile.TemporaryDirectory(prefix="tr-bench-") as tmp:
+        workdir = Path(tmp)
+        if opts.backend in ("sqlite", "both"):
+            run_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", opts, workdir)
+        if opts.backend in ("postgres", "both"):
+            if not opts.postgres_url:
+                print("postgres   skipped: no --postgres-url / TEST_POSTGRES_URL", file=sys.stderr)
+            else:
+                run_backend("postgres", opts.postgres_url, opts, workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,11 @@
+"""The reference ingest server for telemetry_rollup (extra ``telemetry-rollup[server]``).
+
+Nothing is imported here: ``report`` must work with only a database driver installed, and
+the command line catches the ImportError of FastAPI/uvicorn to say how to install them.
+Modules: ``models`` (wire format), ``config``, ``ratelimit``, ``store``/``store_pg``
+(storage), ``app`` (the FastAPI app), ``report`` (queries and formatting), ``cli``.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

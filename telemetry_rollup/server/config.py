@@ -1,0 +1,173 @@
+"""The server's config file: per-app allowlists and rate limits.
+
+The file is TOML (``*.toml``, read with :mod:`tomllib`, so Python 3.11+) or JSON (any other
+name, every Python). Both spell the same structure::
+
+    [limits]
+    per_machine = 60        # requests per window per machine id
+    per_address = 600       # requests per window per client address (held in memory only)
+    window_seconds = 60
+
+    [apps.acme]             # once any [apps.*] is given, other apps are refused
+    counters = ["build", "lint", "cmd.*", "_*"]   # exact names or fnmatch globs; omit = all
+    min_version = "1.2.0"   # reports from older (or unknown) app versions are refused
+
+Unknown keys are errors: a typo must not silently open or close the allowlist.
+``parse_config`` is pure; ``load_config`` reads a file and calls it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The fixed list of reasons a refusal is stored under; never a name the client chose.
+REASONS = ("app_not_allowed", "app_version_too_old", "counter_not_allowed")
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable, or not of the documented shape."""
+
+
+@dataclass(frozen=True)
+class AppRule:
+    """What one app may send. ``counters=None`` allows every well-formed name."""
+
+    counters: tuple[str, ...] | None = None
+    min_version: tuple[int, ...] | None = None
+
+    def allows_counter(self, name: str) -> bool:
+        if self.counters is None:
+            return True
+        # fnmatchcase: the same answer on every OS (fnmatch would fold case on Windows).
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.counters)
+
+    def version_ok(self, app_version: str | None) -> bool:
+        if self.min_version is None:
+            return True
+        parsed = parse_version(app_version) if app_version is not None else None
+        return parsed is not None and _padded(parsed, self.min_version) >= _padded(
+            self.min_version, parsed
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_machine: int = 60
+    per_address: int = 600
+    window_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """``apps=None`` means every app is accepted with every counter."""
+
+    limits: Limits = field(default_factory=Limits)
+    apps: dict[str, AppRule] | None = None
+
+    def rule_for(self, app: str) -> AppRule | None:
+        """The app's rule, or None when the app is not allowed at all."""
+        if self.apps is None:
+            return AppRule()
+        return self.apps.get(app)
+
+
+_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """The leading numeric release of a version: ``"1.4.0rc1"`` -> ``(1, 4, 0)``.
+
+    Pre-release and local suffixes are ignored, so ``1.2.0rc1`` passes a minimum of
+    ``1.2.0``; an allowlist that must exclude pre-releases names the next release.
+    """
+    match = _VERSION.match(text)
+    if match is None:
+        return None
+    return tuple(int(part) for part in match.group(0).split("."))
+
+
+def _padded(version: tuple[int, ...], other: tuple[int, ...]) -> tuple[int, ...]:
+    return version + (0,) * max(0, len(other) - len(version))
+
+
+def _expect(value: object, kind: type, where: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+
+
+def parse_config(data: Mapping[str, Any]) -> Config:
+    """Build a :class:`Config` from decoded TOML/JSON, or raise :class:`ConfigError`."""
+    _expect(data, dict, "config")
+    _check_keys(data, {"limits", "apps"}, "config")
+    limits = Limits()
+    if "limits" in data:
+        raw = _expect(data["limits"], dict, "limits")
+        _check_keys(raw, {"per_machine", "per_address", "window_seconds"}, "limits")
+        values: dict[str, Any] = {}
+        for key in ("per_machine", "per_address"):
+            if key in raw:
+                values[key] = _expect(raw[key], int, f"limits.{key}")
+                if values[key] < 1:
+                    raise ConfigError(f"limits.{key}: must be at least 1")
+        if "window_seconds" in raw:
+            seconds = raw["window_seconds"]
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+                raise ConfigError("limits.window_seconds: expected a positive number")
+            values["window_seconds"] = float(seconds)
+        limits = Limits(**values)
+    apps: dict[str, AppRule] | None = None
+    if "apps" in data:
+        apps = {}
+        for name, raw_rule in _expect(data["apps"], dict, "apps").items():
+            where = f"apps.{name}"
+            rule = _expect(raw_rule, dict, where)
+            _check_keys(rule, {"counters", "min_version"}, where)
+            counters: tuple[str, ...] | None = None
+            if "counters" in rule:
+                items = _expect(rule["counters"], list, f"{where}.counters")
+                counters = tuple(_expect(p, str, f"{where}.counters") for p in items)
+            min_version = None
+            if "min_version" in rule:
+                text = _expect(rule["min_version"], str, f"{where}.min_version")
+                min_version = parse_version(text)
+                if min_version is None:
+                    raise ConfigError(f"{where}.min_version: not a version")
+            apps[name] = AppRule(counters=counters, min_version=min_version)
+    return Config(limits=limits, apps=apps)
+
+
+def _load_toml(raw: bytes) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415 - exists from Python 3.11 only
+
+        return tomllib.loads(raw.decode("utf-8"))
+    raise ConfigError("a TOML config needs Python 3.11+; use a .json file")
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and parse a config file; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data: Any = _load_toml(raw) if path.suffix == ".toml" else json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path} is not valid: {exc}") from None
+    return parse_config(data)

@@ -1,0 +1,146 @@
+"""Reading the data: a query layer returning plain data, and three formatters.
+
+:func:`build_report` asks the store and returns a :class:`Report` of plain lists and dicts,
+so a later dashboard can reuse it; :func:`format_table`, :func:`format_json` and
+:func:`format_csv` only shape that data. Nothing here imports FastAPI or pydantic.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from telemetry_rollup.server.store import OTHER_APP, SQLStore
+
+DIMENSIONS = ("app_version", "os", "python")
+FORMATS = ("table", "json", "csv")
+BAR_WIDTH = 20
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the report shows, for days ``since``..``until`` (UTC, inclusive)."""
+
+    since: str
+    until: str
+    app: str | None
+    counts: list[dict[str, Any]]  # app, day, name, total, machines
+    machines: dict[str, list[dict[str, Any]]]  # dimension -> app, value, machines
+    refusals: list[dict[str, Any]]  # app, day, reason, n
+    deletions: list[dict[str, Any]]  # app, day, n
+
+
+def _app_label(app: str) -> str:
+    return "(apps not allowed)" if app == OTHER_APP else app
+
+
+def build_report(store: SQLStore, app: str | None, days: int, today: date) -> Report:
+    """Query the last ``days`` days up to ``today``; ``app=None`` means every app."""
+    since = (today - timedelta(days=days - 1)).isoformat()
+    counts = [
+        {"app": a, "day": d, "name": n, "total": t, "machines": m}
+        for a, d, n, t, m in store.daily_counts(app, since)
+    ]
+    machines = {
+        dim: [
+            {"app": a, "value": v, "machines": m} for a, v, m in store.machines_by(dim, app, since)
+        ]
+        for dim in DIMENSIONS
+    }
+    refusals = [
+        {"app": _app_label(a), "day": d, "reason": r, "n": n}
+        for a, d, r, n in store.refusals(app, since)
+    ]
+    deletions = [{"app": a, "day": d, "n": n} for a, d, n in store.deletions(app, since)]
+    return Report(since, today.isoformat(), app, counts, machines, refusals, deletions)
+
+
+def bar(value: int, largest: int, width: int = BAR_WIDTH) -> str:
+    """A bar of unicode eighth blocks, ``width`` cells for ``largest``; at least a sliver > 0."""
+    if largest <= 0 or value <= 0:
+        return ""
+    eighths = max(1, round(value * width * 8 / largest))
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[rest] if rest else "")
+
+
+def _table(headers: list[str], rows: list[list[Any]], bar_column: int | None) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    largest = max(int(r[bar_column]) for r in rows) if bar_column is not None else 0
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(r[i], int) for r in rows) for i in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)
+        ]
+        return "  " + "  ".join(parts)
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    for raw, text in zip(rows, cells):
+        suffix = "  " + bar(int(raw[bar_column]), largest) if bar_column is not None else ""
+        out.append((line(text) + suffix).rstrip())
+    return out
+
+
+def format_table(report: Report) -> str:
+    scope = report.app if report.app is not None else "all apps"
+    out = [f"telemetry_rollup report: {scope}, {report.since} .. {report.until} (UTC)", ""]
+    out.append("Counts per day and name")
+    out += _table(
+        ["app", "day", "name", "total", "machines"],
+        [[r["app"], r["day"], r["name"], r["total"], r["machines"]] for r in report.counts],
+        3,
+    )
+    for dim in DIMENSIONS:
+        out += ["", f"Machines per {dim.replace('_', ' ')}"]
+        out += _table(
+            ["app", dim, "machines"],
+            [[r["app"], r["value"], r["machines"]] for r in report.machines[dim]],
+            2,
+        )
+    out += ["", "Counters refused, by reason"]
+    out += _table(
+        ["app", "day", "reason", "refused"],
+        [[r["app"], r["day"], r["reason"], r["n"]] for r in report.refusals],
+        3,
+    )
+    out += ["", "Deletion requests honoured"]
+    out += _table(
+        ["app", "day", "deletions"], [[r["app"], r["day"], r["n"]] for r in report.deletions], 2
+    )
+    return "\n".join(out) + "\n"
+
+
+def format_json(report: Report) -> str:
+    return json.dumps(asdict(report), indent=2, sort_keys=True) + "\n"
+
+
+CSV_COLUMNS = ("section", "app", "day", "key", "value", "machines")
+
+
+def format_csv(report: Report) -> str:
+    """One CSV table; ``section`` says which part of the report a row belongs to."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in report.counts:
+        writer.writerow(["counts", r["app"], r["day"], r["name"], r["total"], r["machines"]])
+    for dim in DIMENSIONS:
+        for r in report.machines[dim]:
+            writer.writerow([dim, r["app"], "", r["value"], r["machines"], r["machines"]])
+    for r in report.refusals:
+        writer.writerow(["refusals", r["app"], r["day"], r["reason"], r["n"], ""])
+    for r in report.deletions:
+        writer.writerow(["deletions", r["app"], r["day"], "", r["n"], ""])
+    return buf.getvalue()
+
+
+FORMATTERS = {"table": format_table, "json": format_json, "csv": format_csv}
