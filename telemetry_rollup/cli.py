@@ -44,6 +44,7 @@ def add_commands(sub: Any, app: str | None = None) -> None:
         s.add_argument("args", nargs=argparse.REMAINDER)
         r = sub.add_parser("report", help="usage report from the server's database", add_help=False)
         r.add_argument("args", nargs=argparse.REMAINDER)
+        sub.add_parser("demo", help="end-to-end demo in a throwaway data root (needs the server extra)")
 
 
 def main(
@@ -63,6 +64,10 @@ def main(
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in ("serve", "report") and app is None:
         return _server_command(args_list[0], args_list[1:], err)
+    if args_list and args_list[0] == "demo" and app is None:
+        from ._demo import demo_main
+
+        return demo_main(args_list[1:], out, err)
     try:
         args = build_parser(prog, app).parse_args(args_list)
         if app is not None:
