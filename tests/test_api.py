@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import telemetry_rollup
-from conftest import run_py
+from helpers import run_py
 
 
 def test_public_surface_is_pinned() -> None:

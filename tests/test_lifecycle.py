@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_py
+from helpers import run_py
 from receiver import Receiver, wait_for
 from sender_setup import add_lines, day, make_app
 from telemetry_rollup import _sender
