@@ -84,6 +84,7 @@ class Telemetry:
         self._hooks_registered = False
         self._config_written = False
         self.told_this_run = False
+        self._run_counted = False
         if app is not None:
             self.configure(app, **options)
 
@@ -217,11 +218,38 @@ class Telemetry:
                 if latest.mode == "off":
                     return None
         store.ensure()
+        self._add_run_facts(snap)
         self._maybe_notice()
         self._write_config()
         result = _store.append(store, from_day_numbers(snap), today=today_iso(time.time()), timeout=timeout, fast=fast)
         log.debug("persisted %d counters (%s)", len(snap), result)
         return result
+
+    def _add_run_facts(self, snap: dict[Any, int]) -> None:
+        """Once per process that records anything: interactive or not, CI or not (never per call)."""
+        if self._run_counted:
+            return
+        self._run_counted = True
+        from ._days import day_of
+        from ._sender import is_ci
+
+        day = day_of(time.time())
+        try:
+            interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        except Exception:
+            interactive = False
+        facts = ["_run:tty" if interactive else "_run:script"]
+        if is_ci(os.environ):
+            facts.append("_run:ci")
+        for name in facts:
+            snap[(day, name)] = snap.get((day, name), 0) + 1
+
+    def timed(self, name: str) -> Any:
+        """``with t.timed("build"):`` or ``@t.timed("build")``: count ``name`` with its outcome,
+        error code (the exception's class name) and duration bucket. Exceptions propagate unchanged."""
+        from ._timed import Timer
+
+        return Timer(self._counters, name)
 
     def _maybe_notice(self) -> None:
         if self._decision.source != "default" or self._decision.mode != "on":
@@ -351,6 +379,7 @@ class Telemetry:
 
     def _after_fork_in_child(self) -> None:
         self._counters.after_fork_in_child()
+        self._run_counted = False
         self._persist_lock = threading.Lock()
         self._thread = None
         self._stop = threading.Event()

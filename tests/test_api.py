@@ -10,7 +10,7 @@ from helpers import run_py
 
 
 def test_public_surface_is_pinned() -> None:
-    assert telemetry_rollup.__all__ == ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status"]
+    assert telemetry_rollup.__all__ == ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status", "timed"]
 
 
 def test_import_loads_no_dependency_and_creates_nothing(home: Path) -> None:
