@@ -476,3 +476,35 @@ def test_demo_without_the_server_extra_says_how_to_install_it(tmp_path: Path) ->
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "pip install 'telemetry-rollup[server]'" in proc.stderr
+
+
+# -- a server that accepts and never answers ------------------------------------------------------
+
+
+def test_frozen_server_bounds_the_flush_and_the_late_delivery_is_not_counted_twice(procs: Procs, home: Path) -> None:
+    server = procs.server()
+    app = "e2e-frozen"
+    apps = (app,)
+    wait_ok([procs.start_client(app, server.endpoint, {"build": 5, "lint": 2})])
+    assert server.proc is not None
+    os.killpg(server.proc.pid, signal.SIGSTOP)  # the kernel still accepts; nothing answers
+    try:
+        start = time.monotonic()
+        stuck = procs.flush("--include-today", "--timeout", "1", apps=apps)
+        elapsed = time.monotonic() - start
+    finally:
+        os.killpg(server.proc.pid, signal.SIGCONT)
+    assert elapsed < 5, elapsed  # bounded by --timeout, not by the server
+    assert stuck.returncode == 1 and "sent 0, kept 1, rejected 0; (no answer within" in stuck.stdout, stuck.stdout
+    assert len(pending(home, app)) == 1
+
+    # Thawed, the server reads the abandoned request from its socket and stores it; the client
+    # did not see that, so it sends the same report again: a duplicate, counted once.
+    deadline = time.monotonic() + 10
+    while not report(server)["counts"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert totals(report(server)) == Counter({(app, "build"): 5, (app, "lint"): 2})
+    again = procs.flush(apps=apps)
+    assert again.returncode == 0 and "sent 1, kept 0" in again.stdout, again.stdout
+    assert pending(home, app) == []
+    assert totals(report(server)) == Counter({(app, "build"): 5, (app, "lint"): 2})
