@@ -41,7 +41,7 @@ def test_counts_before_configure_are_kept_and_a_cli_run_persists_them(home: Path
     assert proc.stdout == "host output\n[]\n"  # nothing else on stdout, no dependency loaded
     lines = [json.loads(x) for x in (home / "acme" / "buffer.jsonl").read_text().splitlines()]
     got = {x["n"]: x["c"] for x in lines}
-    assert got == {"early": 2, "build": 2, "_invalid": 1}
+    assert got == {"early": 2, "build": 2, "_invalid": 1, "_run:script": 1}  # one run fact per process
     assert json.loads((home / "acme" / "config.json").read_text())["app_version"] == "1.0"
     assert "acme collects anonymous usage counts" in proc.stderr  # the notice, on stderr, once
     assert "acme collects" not in run_py('import telemetry_rollup as tr; tr.configure("acme"); tr.count("x")').stderr

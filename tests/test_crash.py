@@ -111,7 +111,7 @@ def test_many_processes_count_and_five_senders_run_at_once(home: Path, receiver:
     for p in counters + senders:
         assert p.wait(timeout=120) in (0, 1)
     _sender.run(store, timeout=10, force=True, include_today=True)
-    assert receiver.totals() == {"hits": 40 * 1000, "n": sum(range(40))}
+    assert receiver.totals() == {"hits": 40 * 1000, "n": sum(range(40)), "_run:script": 40}
     assert set(receiver.deliveries.values()) == {1}  # the sender lock means no report even went out twice
 
 
@@ -131,4 +131,4 @@ def test_exit_hook_with_the_lock_held_forever_spills_and_the_next_sender_merges(
         holder.kill()
         holder.wait()
     _sender.run(store, timeout=5, force=True, include_today=True)
-    assert receiver.totals() == {"x": 5}
+    assert receiver.totals() == {"x": 5, "_run:script": 1}

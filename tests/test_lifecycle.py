@@ -126,7 +126,7 @@ def test_forked_child_never_persists_the_parents_counts(home: Path) -> None:
     got: dict[str, int] = {}
     for x in lines:
         got[x["n"]] = got.get(x["n"], 0) + x["c"]
-    assert got == {"parent": 10, "child": 1}
+    assert got == {"parent": 10, "child": 1, "_run:script": 2}  # parent and child are two runs
 
 
 def test_background_flusher_persists_without_exit_and_never_keeps_the_process_alive(home: Path) -> None:
