@@ -383,7 +383,7 @@ def test_example_tool(home: Path, receiver: Receiver) -> None:
     res = acme("telemetry", "status", "--json")
     assert res.returncode == 0, res.stderr
     (st,) = json.loads(res.stdout)["apps"]
-    assert st["app"] == "acme" and st["pending"]["counts"] == 1
+    assert st["app"] == "acme" and st["pending"]["counts"] == 2  # build, and _run:script once per run
     res = acme("telemetry", "off")
     assert res.returncode == 0 and "acme: telemetry is off" in res.stdout
     assert acme("build").stdout == "building...\n"
