@@ -160,3 +160,20 @@ def test_debug_logs_rejections_and_internal_errors(tmp_path: Path) -> None:
     assert loud.stdout == "ok\n" and "persist failed" in loud.stderr
     assert "Traceback" not in loud.stderr
     assert listing(blocker) == set() and json.dumps(blocker.read_text()) == '"x"'
+
+
+def test_public_status_is_the_json_status_of_the_app(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    script = (
+        "import json, telemetry_rollup as tr\n"
+        "print(json.dumps(tr.status()))\n"
+        "tr.configure('acme', default='local')\ntr.count('build', 3)\ntr.flush()\n"
+        "print(json.dumps(tr.status()))\n"
+    )
+    res = run_host(home, script)
+    assert res.returncode == 0 and res.stderr == ""
+    before, after = (json.loads(line) for line in res.stdout.splitlines())
+    assert before == {}
+    assert (after["app"], after["mode"], after["source"]) == ("acme", "local", "default")
+    assert after["pending"]["days"][0]["counts"] == after["pending"]["counts"] == 4  # build x3, _run:script
+    assert after["buffer"]["bytes"] == (home / "acme" / "buffer.jsonl").stat().st_size
