@@ -443,6 +443,8 @@ def run(
         return RunResult(store.app, decision.mode, busy=True, skipped="another sender is running")
     with held:
         if store.stored_mode() == "off":  # switched off while we waited: never recreate anything
+            with contextlib.suppress(OSError):
+                os.unlink(store.sender_lock)  # held: a lock file made after off's deletion goes too
             return RunResult(store.app, "off", skipped="off (stored)")
         pipe = Pipeline(store, now=now)
         gen = pipe.recover()

@@ -21,7 +21,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import _fs
 from ._consent import parse_stored
@@ -207,13 +207,24 @@ def app_stores(root: Path) -> Iterator[AppStore]:
             yield AppStore(p)
 
 
-def append(store: AppStore, rollup: dict[Any, int], *, today: str, timeout: float, fast: bool) -> str:
+def append(
+    store: AppStore,
+    rollup: dict[Any, int],
+    *,
+    today: str,
+    timeout: float,
+    fast: bool,
+    check: Callable[[], bool] | None = None,
+) -> str:
     """Append coalesced lines (one per day x name) to the buffer under its lock.
 
     Over the cap, the buffer is compacted first and only then are the oldest days dropped (under
     ``_dropped``). When the lock cannot be had within ``timeout``, the lines go to a spill file
     instead: nothing is lost and the caller never waits longer than ``timeout``. Returns
     "appended", "compacted" or "spilled".
+
+    ``check`` runs under the buffer lock before anything is written (``off`` holds that lock
+    while it deletes): when it returns False nothing is written and "off" is returned.
     """
     from ._codec import encode_line_fast
 
@@ -222,6 +233,8 @@ def append(store: AppStore, rollup: dict[Any, int], *, today: str, timeout: floa
         return "appended"
     try:
         with store.lock_buffer(timeout, fast=fast):
+            if check is not None and not check():
+                return "off"
             _replace_hostile(store.buffer)
             size = _fs.file_size(store.buffer)
             if size + len(data) <= BUFFER_CAP:
@@ -240,6 +253,8 @@ def append(store: AppStore, rollup: dict[Any, int], *, today: str, timeout: floa
             _fs.atomic_write(store.buffer, out)
             return "compacted"
     except LockTimeout:
+        if check is not None and not check():
+            return "off"
         store.write_spill(data)
         return "spilled"
 

@@ -220,21 +220,38 @@ class Telemetry:
         from ._sender import today_iso
 
         store = self._store
-        # A choice stored by another process (``off`` above all) wins before anything is written.
+        if not self._still_on():
+            return None
+        store.ensure()
+        self._add_run_facts(snap)
+
+        def under_lock() -> bool:
+            # Checked again under the buffer lock, which ``off`` holds while it deletes: a
+            # process that raced with ``off`` recreates nothing, not even the notice or config.
+            if not self._still_on():
+                try:
+                    os.unlink(store.buffer_lock)
+                except OSError:
+                    pass
+                return False
+            self._maybe_notice()
+            self._write_config()
+            return True
+
+        result = _store.append(
+            store, from_day_numbers(snap), today=today_iso(time.time()), timeout=timeout, fast=fast, check=under_lock
+        )
+        log.debug("persisted %d counters (%s)", len(snap), result)
+        return None if result == "off" else result
+
+    def _still_on(self) -> bool:
+        """A choice stored by another process (``off`` above all) wins before anything is written."""
         if self._decision.source in ("stored", "default"):
-            latest = resolve({}, self._options["env_prefix"], store.stored_mode(), self._options["default"])
+            latest = resolve({}, self._options["env_prefix"], self._store.stored_mode(), self._options["default"])
             if latest != self._decision:
                 self._decision = latest
                 self._apply_mode()
-                if latest.mode == "off":
-                    return None
-        store.ensure()
-        self._add_run_facts(snap)
-        self._maybe_notice()
-        self._write_config()
-        result = _store.append(store, from_day_numbers(snap), today=today_iso(time.time()), timeout=timeout, fast=fast)
-        log.debug("persisted %d counters (%s)", len(snap), result)
-        return result
+        return self._decision.mode != "off"
 
     def _add_run_facts(self, snap: dict[Any, int]) -> None:
         """Once per process that records anything: interactive or not, CI or not (never per call)."""
@@ -426,7 +443,7 @@ class Telemetry:
             [sys.executable, "-m", "telemetry_rollup", "flush", "--app", str(self.app), "--if-due", "--quiet"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=None if _debug_enabled() else subprocess.DEVNULL,  # debug mode: its log too
             close_fds=True,
             env=env,
             **kwargs,

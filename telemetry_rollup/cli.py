@@ -6,10 +6,15 @@ Errors are one line on stderr and a non-zero exit (2 for usage), never a traceba
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from ._sender import RunResult
+    from ._store import AppStore
 
 
 class UsageError(Exception):
@@ -17,7 +22,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # type: ignore[name-defined]  # noqa: F821
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
@@ -30,9 +35,40 @@ def build_parser(prog: str = "python -m telemetry_rollup", app: str | None = Non
 
 
 def add_commands(sub: Any, app: str | None = None) -> None:
-    f = sub.add_parser("flush", help="recover, roll up and send the due reports")
-    if app is None:
-        f.add_argument("--app", help="only this app (default: every app on this machine)")
+    """Add every per-app command to a subparsers action. With ``app`` (a host tool's own
+    ``telemetry`` command) there is no ``--app``: every command applies to that app."""
+
+    def app_option(p: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+        if app is None:
+            p.add_argument("--app", required=required, help=what)
+
+    st = sub.add_parser("status", help="what is recorded and what would be sent, per app")
+    app_option(st, "only this app (default: every app on this machine)")
+    st.add_argument("--json", action="store_true", help="the stable JSON document (TELEMETRY.md)")
+
+    for mode, text in (
+        ("on", "store the choice: count and send (an explicit on is consent)"),
+        ("local", "store the choice: count on this machine, send nothing"),
+        ("off", "store the choice: count nothing; delete everything and ask the receiver to forget"),
+    ):
+        p = sub.add_parser(mode, help=text)
+        app_option(p, "the app", required=(app is None and mode != "off"))
+        if mode == "off":
+            if app is None:
+                p.add_argument("--all", action="store_true", help="every app on this machine")
+            p.add_argument("--keep-remote", action="store_true", help="do not send the deletion request")
+            p.add_argument("--timeout", type=float, default=5.0, help="seconds for the deletion request (default 5)")
+
+    sh = sub.add_parser("show", help="print exactly the request bodies the next send would POST, without sending")
+    app_option(sh, "only this app (default: every app on this machine)")
+    sh.add_argument("--raw", action="store_true", help="the bodies byte for byte, one per line, nothing else")
+    sh.add_argument("--include-today", action="store_true", help="as flush --include-today would (closes today)")
+
+    r = sub.add_parser("reset-id", help="a new machine id; pending reports go out under it")
+    app_option(r, "the app", required=True)
+
+    f = sub.add_parser("flush", help="recover, roll up and send the due reports (and deletion requests)")
+    app_option(f, "only this app (default: every app on this machine)")
     f.add_argument("--timeout", type=float, default=10.0, help="seconds for the whole run, per app (default 10)")
     f.add_argument("--if-due", action="store_true", help="automatic run: respect back-off and the send interval")
     f.add_argument("--include-today", action="store_true", help="also close and send today's counts (CI, containers)")
@@ -42,9 +78,38 @@ def add_commands(sub: Any, app: str | None = None) -> None:
             "serve", help="run the reference ingest server (extra: telemetry-rollup[server])", add_help=False
         )
         s.add_argument("args", nargs=argparse.REMAINDER)
-        r = sub.add_parser("report", help="usage report from the server's database", add_help=False)
-        r.add_argument("args", nargs=argparse.REMAINDER)
+        rp = sub.add_parser("report", help="usage report from the server's database", add_help=False)
+        rp.add_argument("args", nargs=argparse.REMAINDER)
         sub.add_parser("demo", help="end-to-end demo in a throwaway data root (needs the server extra)")
+
+
+def add_telemetry_command(
+    parser_or_subparsers: Any, app: str, *, name: str = "telemetry", help: str | None = None
+) -> argparse.ArgumentParser:
+    """Add ``<tool> telemetry status|on|off|local|show|reset-id|flush`` to a host tool's parser.
+
+    ``parser_or_subparsers`` is the host's ``ArgumentParser`` (its subparsers are found or made)
+    or the action ``add_subparsers()`` returned. The parsed namespace gets ``func``: call
+    ``args.func(args)`` to run the command; it returns the exit code and prints to stdout/stderr.
+    """
+    sub = parser_or_subparsers
+    if isinstance(sub, argparse.ArgumentParser):
+        existing = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        sub = existing[0] if existing else sub.add_subparsers(dest="command")
+    prog_parent = sub._prog_prefix if hasattr(sub, "_prog_prefix") else app
+    tp = sub.add_parser(name, help=help or f"see and control what {app} records about its use")
+    nested = tp.add_subparsers(dest="telemetry_command", metavar="COMMAND")
+    nested.required = True
+    add_commands(nested, app=app)
+
+    def run(args: argparse.Namespace, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+        ns = argparse.Namespace(**vars(args))
+        ns.command = ns.telemetry_command
+        ns.app = app
+        return _run_parsed(ns, f"{prog_parent} {name}", stdout or sys.stdout, stderr or sys.stderr)
+
+    tp.set_defaults(func=run)
+    return tp  # type: ignore[no-any-return]
 
 
 def main(
@@ -69,9 +134,36 @@ def main(
 
         return demo_main(args_list[1:], out, err)
     try:
-        args = build_parser(prog, app).parse_args(args_list)
+        parser = build_parser(prog, app)
+        args = _parse(parser, args_list, out)
+        if args is None:
+            return 0
         if app is not None:
             args.app = app
+    except UsageError as exc:
+        err.write(f"{prog}: {exc}\n")
+        return 2
+    return _run_parsed(args, prog, out, err)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str], out: IO[str]) -> argparse.Namespace | None:
+    """Parse; ``--help`` prints to ``out`` (not sys.stdout) and yields None."""
+    import contextlib
+
+    try:
+        with contextlib.redirect_stdout(out):
+            return parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            return None
+        raise UsageError("invalid arguments") from None
+
+
+def _run_parsed(args: argparse.Namespace, prog: str, out: IO[str], err: IO[str]) -> int:
+    from ._telemetry import _setup_debug
+
+    try:
+        _setup_debug()
         return int(_dispatch(args, out, err))
     except UsageError as exc:
         err.write(f"{prog}: {exc}\n")
@@ -79,17 +171,36 @@ def main(
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line, never a traceback
+        import logging
+
+        logging.getLogger("telemetry_rollup").debug("%s failed", args.command, exc_info=True)
         err.write(f"{prog}: {type(exc).__name__}: {exc}\n")
         return 1
 
 
 def _dispatch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    if args.command == "flush":
-        return cmd_flush(args, out, err)
-    raise UsageError(f"unknown command {args.command}")
+    handlers = {
+        "flush": cmd_flush,
+        "status": cmd_status,
+        "on": cmd_mode,
+        "local": cmd_mode,
+        "off": cmd_mode,
+        "show": cmd_show,
+        "reset-id": cmd_reset_id,
+    }
+    handler = handlers.get(args.command)
+    if handler is None:
+        raise UsageError(f"unknown command {args.command}")
+    return handler(args, out, err)
 
 
-def _stores(app: str | None) -> list[AppStore]:  # type: ignore[name-defined]  # noqa: F821
+def _one_store(app: str | None) -> AppStore:
+    if app is None:
+        raise UsageError("--app is required")
+    return _stores(app)[0]
+
+
+def _stores(app: str | None) -> list[AppStore]:
     from . import _paths
     from ._names import is_name
     from ._store import AppStore, app_stores
@@ -102,9 +213,190 @@ def _stores(app: str | None) -> list[AppStore]:  # type: ignore[name-defined]  #
     return list(app_stores(root))
 
 
+def cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    import time
+
+    from . import _paths
+    from ._format import status_text
+    from ._status import status_all
+
+    stores = _stores(args.app)
+    doc = status_all(stores, _paths.data_root())
+    if args.json:
+        out.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        return 0
+    if not doc["apps"]:
+        out.write(f"No app has recorded anything under {doc['data_root']}\n")
+        return 0
+    now = time.time()
+    out.write("\n\n".join(status_text(st, now) for st in doc["apps"]) + "\n")
+    return 0
+
+
+def _override_note(store: Any, decision: Any, mode: str) -> str:
+    if decision.source in ("stored", "default") or decision.mode == mode:
+        return ""
+    return (
+        f"note: {decision.source} is set in this environment and overrides the stored choice:"
+        f" {store.app} is {decision.mode} here until it is unset.\n"
+    )
+
+
+def cmd_mode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from ._control import set_mode
+
+    mode = args.command
+    if mode == "off":
+        if getattr(args, "all", False):
+            if args.app is not None:
+                raise UsageError("give --app or --all, not both")
+            stores = _stores(None)
+        elif args.app is None:
+            raise UsageError("--app APP or --all is required")
+        else:
+            stores = _stores(args.app)
+        if args.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+    else:
+        stores = [_one_store(args.app)]
+    code = 0
+    if not stores:
+        out.write("No app has recorded anything on this machine: nothing to switch off.\n")
+    for store in stores:
+        res = set_mode(
+            store,
+            mode,
+            keep_remote=getattr(args, "keep_remote", False),
+            timeout=getattr(args, "timeout", 5.0),
+        )
+        out.write(f"{res.app}: telemetry is {mode} (stored in {store.mode_file}).\n")
+        if mode == "off":
+            if res.busy:
+                err.write(
+                    f"{res.app}: another process holds its lock; nothing more will be written, but its data"
+                    " was not deleted yet: run the command again\n"
+                )
+                code = 1
+            elif res.deleted:
+                what = ", ".join(f"{n} ({_WHAT.get(n, 'file')})" for n in res.deleted)
+                out.write(f"{res.app}: deleted from {store.dir}: {what}\n")
+            else:
+                out.write(f"{res.app}: nothing to delete.\n")
+            if res.forget:
+                out.write(f"{res.app}: deletion request for the old machine id: {res.forget}\n")
+        elif mode == "on" and store.machine_id(create=False) is None:
+            out.write(f"{res.app}: a new random machine id will be made at the next send.\n")
+        out.write(_override_note(store, res.effective, mode))
+    return code
+
+
+_WHAT = {
+    "buffer.jsonl": "counts not yet rolled up",
+    "spill": "counts written aside",
+    "outbox": "reports waiting to be sent",
+    "machine_id": "the random machine id",
+    "state.json": "delivery history",
+    "config.json": "the app's settings",
+    "notice": "notice shown",
+    "buffer.jsonl.lock": "lock",
+    "sender.lock": "lock",
+}
+
+
+def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from ._control import effective, reset_id
+
+    store = _one_store(args.app)
+    if store.stored_mode() == "off" or effective(store, os.environ).mode == "off":
+        err.write(f"{store.app}: telemetry is off: no machine id is kept\n")
+        return 1
+    old = store.machine_id(create=False)
+    new = reset_id(store)
+    out.write(f"{store.app}: machine id {old or '(none)'} -> {new}; pending reports will be sent under it.\n")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    import time
+
+    from ._control import forget_body, forget_requests, opted_out_by_env
+    from ._sender import Pipeline, decide, meta_for, today_iso
+
+    env = os.environ
+    for store in _stores(args.app):
+        bodies: list[tuple[str, str | None, bytes]] = []
+        notes: list[str] = []
+        if not store.exists():
+            notes.append(f"{store.app} has recorded nothing on this machine")
+            _emit_show(args, out, err, store.app, bodies, notes)
+            continue
+        opt_out = opted_out_by_env(store, env)
+        if opt_out is not None:
+            notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
+            _emit_show(args, out, err, store.app, bodies, notes)
+            continue
+        for r in forget_requests(store):
+            bodies.append(("deletion request for an old machine id", str(r["endpoint"]), forget_body(store, r)))
+        decision = decide(store, env)
+        endpoint = store.config().get("endpoint")
+        url = endpoint if isinstance(endpoint, str) and endpoint else None
+        if decision.mode == "off":
+            notes.append(f"mode is off ({decision.source}): no report is kept or sent")
+        else:
+            with store.lock_sender(10.0):
+                if store.stored_mode() == "off":
+                    notes.append("mode is off: no report is kept or sent")
+                else:
+                    pipe = Pipeline(store)
+                    gen = pipe.recover()
+                    from ._store import LockTimeout
+
+                    try:
+                        pipe.claim(gen, timeout=1.0)
+                    except LockTimeout:
+                        notes.append("the buffer is busy: its newest lines are not included")
+                    gen, _ = pipe.build(gen, today=today_iso(time.time()), include_today=args.include_today)
+                    meta = meta_for(store, store.config(), env, create_id=False)
+                    for _, body in pipe.request_bodies(gen, meta):
+                        bodies.append(("reports", url, body))
+                    if store.machine_id(create=False) is None and any(w == "reports" for w, _, _ in bodies):
+                        notes.append(
+                            "no machine id exists yet: the first send makes a random one in place of "
+                            + str(meta["machine_id"])
+                        )
+            if decision.mode == "local":
+                notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
+            elif url is None:
+                notes.append("no endpoint is configured: nothing is sent")
+            elif decision.source == "default" and not store.notice_file.exists():
+                notes.append("nothing is sent before the notice has been shown once")
+        _emit_show(args, out, err, store.app, bodies, notes)
+    return 0
+
+
+def _emit_show(
+    args: argparse.Namespace,
+    out: IO[str],
+    err: IO[str],
+    app: str,
+    bodies: list[tuple[str, str | None, bytes]],
+    notes: list[str],
+) -> None:
+    from ._format import show_text
+
+    if args.raw:
+        for _, _, body in bodies:
+            out.write(body.decode("utf-8") + "\n")
+        for n in notes:
+            err.write(f"{app}: {n}\n")
+        return
+    out.write(show_text(app, bodies, notes) + "\n")
+
+
 def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     import time
 
+    from ._control import retry_forget
     from ._sender import auto_due, run
 
     if args.timeout <= 0:
@@ -113,6 +405,11 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     for store in _stores(args.app):
         if not store.exists():
             continue
+        fres = retry_forget(store, timeout=min(5.0, args.timeout), force=not args.if_due)
+        if not args.quiet and (fres.acknowledged or fres.kept or fres.expired):
+            out.write(_describe_forget(fres) + "\n")
+        if fres.kept and not args.if_due:
+            code = 1
         if args.if_due:
             interval = store.config().get("send_interval", 3600.0)
             if not isinstance(interval, (int, float)) or not auto_due(store, float(interval), time.time()):
@@ -125,7 +422,18 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return code
 
 
-def _describe(res: RunResult) -> str:  # type: ignore[name-defined]  # noqa: F821
+def _describe_forget(res: Any) -> str:
+    parts = [f"{res.app}: deletion request"]
+    if res.acknowledged:
+        parts.append(f"{res.acknowledged} acknowledged")
+    if res.expired:
+        parts.append(f"{res.expired} given up after 30 days")
+    if res.kept:
+        parts.append(f"{res.kept} kept ({res.skipped or res.detail or 'not due yet'})")
+    return "; ".join(parts)
+
+
+def _describe(res: RunResult) -> str:
     parts = [f"{res.app}: mode {res.mode}"]
     if res.built is not None and res.built.new_reports:
         parts.append(f"{res.built.new_reports} new report(s)")

@@ -1,0 +1,258 @@
+"""The user's controls: store a mode, delete everything on ``off``, the deletion request, a new id.
+
+Nothing here prints; :mod:`telemetry_rollup.cli` turns the results into text.
+
+``off`` writes ``mode.json`` first, so every process that checks the stored choice stops
+(appenders re-check it under the buffer lock, senders under the sender lock), then takes both
+locks and deletes everything in the app directory but ``mode.json`` (and a pending deletion
+request). A deletion request (Mozilla Glean's deletion-request ping) is the only request ever
+made while off: one POST of exactly ``{"schema": 1, "app": ..., "machine_id": ..., "forget": true}``,
+kept in ``forget.json`` and retried by later ``flush`` runs until a 2xx answer or 30 days.
+An environment opt-out (``DO_NOT_TRACK``, ``<PREFIX>_TELEMETRY=0``) sends nothing at all,
+a pending deletion request included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple
+
+from . import _transport
+from ._codec import encode_forget
+from ._consent import MODES, Decision, env_decision, resolve
+from ._names import env_prefix_for
+from ._store import AppStore, LockTimeout
+
+log = logging.getLogger("telemetry_rollup")
+
+#: A deletion request not acknowledged within this many seconds is given up.
+FORGET_MAX_AGE = 30 * 86400.0
+FORGET_MIN_BACKOFF = 60.0
+FORGET_MAX_BACKOFF = 86400.0
+SENDER_LOCK_WAIT = 20.0  # a flush in progress may hold it for its whole timeout
+BUFFER_LOCK_WAIT = 5.0
+DEFAULT_TIMEOUT = 5.0
+
+
+class SwitchResult(NamedTuple):
+    app: str
+    mode: str  # the stored choice now
+    previous: str | None  # the stored choice before
+    effective: Decision  # what applies in this environment (an env variable may override)
+    deleted: list[str]  # names removed from the app directory (off)
+    forget: str  # what happened to the deletion request: "" when none was due
+    busy: bool = False  # off: another process held a lock too long; mode is off, not all deleted
+
+
+class ForgetResult(NamedTuple):
+    app: str
+    acknowledged: int = 0
+    kept: int = 0
+    expired: int = 0
+    skipped: str = ""  # why nothing was tried
+    detail: str = ""
+
+
+def env_prefix(store: AppStore) -> str:
+    prefix = store.config().get("env_prefix")
+    return prefix if isinstance(prefix, str) and prefix else env_prefix_for(store.app)
+
+
+def effective(store: AppStore, environ: Mapping[str, str]) -> Decision:
+    config = store.config()
+    default = config.get("default") if config.get("default") in MODES else "on"
+    return resolve(environ, env_prefix(store), store.stored_mode(), str(default))
+
+
+def _now_iso(now: float) -> str:
+    return _dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_mode(store: AppStore, mode: str, now: float) -> None:
+    store.write_json(store.mode_file, {"mode": mode, "at": _now_iso(now)})
+
+
+def set_mode(
+    store: AppStore,
+    mode: str,
+    *,
+    keep_remote: bool = False,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    now: Callable[[], float] = time.time,
+    sender_wait: float = SENDER_LOCK_WAIT,
+) -> SwitchResult:
+    """Store ``mode`` for the app; ``off`` also deletes its data and asks the receiver to forget."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}")
+    env = os.environ if environ is None else environ
+    previous = store.stored_mode()
+    if mode != "off":
+        write_mode(store, mode, now())
+        return SwitchResult(store.app, mode, previous, effective(store, env), [], "")
+    prefix = env_prefix(store)
+    endpoint = store.config().get("endpoint")
+    # Stored first: from here on no process that honours the stored choice writes anything.
+    write_mode(store, "off", now())
+    try:
+        with store.lock_sender(sender_wait):
+            with store.lock_buffer(BUFFER_LOCK_WAIT, fast=False):
+                old_id = store.machine_id(create=False)
+                deleted = store.delete_data(keep=("mode.json", "forget.json"))
+            forget = ""
+            if not keep_remote and old_id is not None and isinstance(endpoint, str) and endpoint:
+                _add_forget(store, old_id, endpoint, prefix, now())
+                forget = "pending"
+                res = _retry_forget_locked(store, env, timeout=timeout, force=True, now=now)
+                forget = _forget_summary(res)
+            elif keep_remote and old_id is not None:
+                forget = "skipped (--keep-remote)"
+            _unlink_quiet(store.sender_lock)  # held: off leaves no lock file behind
+    except LockTimeout:
+        return SwitchResult(store.app, "off", previous, effective(store, env), [], "", busy=True)
+    return SwitchResult(store.app, "off", previous, effective(store, env), deleted, forget)
+
+
+def _forget_summary(res: ForgetResult) -> str:
+    if res.acknowledged:
+        return "acknowledged"
+    if res.skipped:
+        return f"kept: {res.skipped}"
+    return f"kept for a later flush ({res.detail or 'no answer'})"
+
+
+def _unlink_quiet(path: Any) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+# -- the deletion request ---------------------------------------------------------------------
+def forget_requests(store: AppStore) -> list[dict[str, Any]]:
+    """The pending deletion requests of ``forget.json`` (well-formed entries only)."""
+    obj = store.read_json(store.forget_file)
+    raw = obj.get("requests") if isinstance(obj, dict) else None
+    out = []
+    for r in raw if isinstance(raw, list) else []:
+        if (
+            isinstance(r, dict)
+            and isinstance(r.get("machine_id"), str)
+            and isinstance(r.get("endpoint"), str)
+            and isinstance(r.get("created_at"), (int, float))
+        ):
+            out.append(r)
+    return out
+
+
+def forget_body(store: AppStore, request: Mapping[str, Any]) -> bytes:
+    """Exactly the bytes POSTed for a deletion request."""
+    return encode_forget(store.app, str(request["machine_id"]))
+
+
+def _write_forget(store: AppStore, requests: list[dict[str, Any]]) -> None:
+    if requests:
+        store.write_json(store.forget_file, {"schema": 1, "requests": requests})
+    else:
+        _unlink_quiet(store.forget_file)
+
+
+def _add_forget(store: AppStore, machine_id: str, endpoint: str, prefix: str, now: float) -> None:
+    requests = [r for r in forget_requests(store) if r["machine_id"] != machine_id]
+    requests.append(
+        {
+            "machine_id": machine_id,
+            "endpoint": endpoint,
+            "env_prefix": prefix,
+            "created_at": now,
+            "attempts": 0,
+            "next_attempt_at": 0,
+            "last_result": None,
+        }
+    )
+    _write_forget(store, requests)
+
+
+def opted_out_by_env(store: AppStore, environ: Mapping[str, str], prefix: str | None = None) -> Decision | None:
+    """The environment opt-out in force, if any: then nothing at all is sent."""
+    decided = env_decision(environ, prefix or env_prefix(store))
+    return decided if decided is not None and decided.mode == "off" else None
+
+
+def retry_forget(
+    store: AppStore,
+    *,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    force: bool = True,
+    now: Callable[[], float] = time.time,
+) -> ForgetResult:
+    """Send the pending deletion requests (a ``flush`` step). Creates no file when none is pending."""
+    env = os.environ if environ is None else environ
+    if not store.forget_file.exists():
+        return ForgetResult(store.app)
+    try:
+        with store.lock_sender(timeout if force else 0.0):
+            res = _retry_forget_locked(store, env, timeout=timeout, force=force, now=now)
+            if store.stored_mode() == "off":
+                _unlink_quiet(store.sender_lock)
+            return res
+    except LockTimeout:
+        return ForgetResult(store.app, kept=len(forget_requests(store)), skipped="another sender is running")
+
+
+def _retry_forget_locked(
+    store: AppStore, environ: Mapping[str, str], *, timeout: float, force: bool, now: Callable[[], float]
+) -> ForgetResult:
+    requests = forget_requests(store)
+    if not requests:
+        _unlink_quiet(store.forget_file)
+        return ForgetResult(store.app)
+    for r in requests:
+        prefix = r.get("env_prefix")
+        opt_out = opted_out_by_env(store, environ, prefix if isinstance(prefix, str) else None)
+        if opt_out is not None:
+            # An environment opt-out sends nothing, not even this: it waits for a run without it.
+            return ForgetResult(store.app, kept=len(requests), skipped=f"{opt_out.source} is set")
+    deadline = time.monotonic() + timeout
+    keep: list[dict[str, Any]] = []
+    acknowledged = expired = 0
+    detail = ""
+    for r in requests:
+        t = now()
+        if t - float(r["created_at"]) > FORGET_MAX_AGE:
+            expired += 1
+            continue
+        if not force and t < float(r.get("next_attempt_at", 0) or 0):
+            keep.append(r)
+            continue
+        body = forget_body(store, r)
+        log.debug("deletion request for %s", store.app)
+        outcome = _transport.post(str(r["endpoint"]), body, timeout=deadline - time.monotonic())
+        detail = outcome.detail
+        if outcome.kind == "sent":
+            acknowledged += 1
+            continue
+        attempts = int(r.get("attempts", 0) or 0) + 1
+        backoff = min(FORGET_MAX_BACKOFF, FORGET_MIN_BACKOFF * 2 ** min(attempts - 1, 20))
+        r.update(attempts=attempts, next_attempt_at=t + backoff, last_result=outcome.detail, last_attempt_at=t)
+        keep.append(r)
+    _write_forget(store, keep)
+    return ForgetResult(store.app, acknowledged, len(keep), expired, "", detail)
+
+
+# -- a new machine id -------------------------------------------------------------------------
+def reset_id(store: AppStore, *, timeout: float = SENDER_LOCK_WAIT) -> str:
+    """Replace the machine id. Reports carry no id on disk (they are stamped at send time), so
+    every pending report goes out under the new one and nothing else changes."""
+    import uuid
+
+    with store.lock_sender(timeout):
+        mid = str(uuid.uuid4())
+        from . import _fs
+
+        _fs.atomic_write(store.machine_id_file, mid.encode() + b"\n")
+        return mid

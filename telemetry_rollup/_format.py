@@ -1,0 +1,114 @@
+"""Pure text for the CLI: status dicts and request bodies in, lines out. No I/O, no clock."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+BAR_WIDTH = 20
+
+
+def bar(value: int, largest: int, width: int = BAR_WIDTH) -> str:
+    """A unicode bar of ``width`` cells, ``value / largest`` full; any value above 0 shows."""
+    if largest <= 0 or value <= 0:
+        return " " * width
+    eighths = max(1, round(value * width * 8 / largest))
+    full, rest = divmod(min(eighths, width * 8), 8)
+    text = "█" * full + (_EIGHTHS[rest] if rest else "")
+    return text.ljust(width)
+
+
+def size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB"
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _source(st: Mapping[str, Any]) -> str:
+    src = st["source"]
+    if src == "stored":
+        at = f" on {st['stored_at'][:10]}" if st.get("stored_at") else ""
+        return f"your stored choice{at}"
+    if src == "default":
+        return "the app's default; you have not chosen"
+    return f"{src} is set in this environment"
+
+
+def status_text(st: Mapping[str, Any], now: float) -> str:
+    """One app's status as the human ``status`` command prints it."""
+    lines = [f"{st['app']}: {st['mode']} ({_source(st)})"]
+    if st["source"] not in ("stored", "default") and st.get("stored"):
+        lines.append(f"  stored choice      {st['stored']} (overridden by {st['source']})")
+    lines.append(f"  machine id         {st['machine_id'] or '(none: made at the first send)'}")
+    lines.append(f"  data directory     {st['data_dir']}")
+    lines.append(f"  endpoint           {st['endpoint'] or '(none configured)'}")
+    buf = st["buffer"]
+    spill = f", {buf['spill_files']} spill file(s)" if buf["spill_files"] else ""
+    lines.append(f"  buffer             {size(buf['bytes'])} of {size(buf['cap'])}{spill}")
+    pend = st["pending"]
+    days = pend["days"]
+    lines.append(
+        f"  pending            {pend['counts']:,} count(s) over {len(days)} day(s), {pend['reports']} closed report(s)"
+    )
+    largest = max((d["counts"] for d in days), default=0)
+    for d in days:
+        note = "closed" if d["counts"] == d["report_counts"] else ("complete" if d["complete"] else "today, open")
+        lines.append(f"    {d['day']}  {bar(d['counts'], largest)} {d['counts']:>9,}  {note}")
+    reserved = {k: v for k, v in st.get("reserved", {}).items() if v}
+    if reserved:
+        lines.append("  of which           " + ", ".join(f"{k} {v:,}" for k, v in sorted(reserved.items())))
+    t = st["totals"]
+    lines.append(
+        f"  delivered so far   {t['reports_sent']} report(s), {t['counts_sent']:,} count(s);"
+        f" rejected {t['reports_rejected']} report(s), {t['counts_rejected']:,} count(s);"
+        f" counters refused {t['counters_refused']}"
+    )
+    last = st.get("last_attempt")
+    if last:
+        lines.append(
+            f"  last attempt       {when(last.get('at'))}: {last.get('result')} ({last.get('detail')}),"
+            f" sent {last.get('sent', 0)}, rejected {last.get('rejected', 0)}, kept {last.get('kept', 0)}"
+        )
+    else:
+        lines.append("  last attempt       never")
+    nxt = st["next_attempt"]
+    at = nxt.get("at")
+    if at is None:
+        lines.append(f"  next attempt       none: {nxt['why']}")
+    else:
+        lines.append(f"  next attempt       {'now' if at <= now else 'not before ' + when(at)}, {nxt['why']}")
+    for r in st.get("deletion_requests", []):
+        tries = r.get("attempts") or 0
+        last_r = f", last: {r['last_result']}" if r.get("last_result") else ""
+        lines.append(
+            f"  deletion request   for old id {r['machine_id']} to {r['endpoint']}, since"
+            f" {when(r.get('created_at'))}, {tries} attempt(s){last_r}; retried by `flush`"
+        )
+    return "\n".join(lines)
+
+
+def pretty_body(body: bytes) -> str:
+    """A request body pretty-printed (key order kept: json.loads preserves it)."""
+    return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+
+
+def show_text(app: str, bodies: Sequence[tuple[str, str | None, bytes]], notes: Sequence[str]) -> str:
+    """``show``: each (what, url, body) under a ``#`` header line, then the notes."""
+    lines: list[str] = []
+    if not bodies:
+        lines.append(f"# {app}: nothing would be sent")
+    for i, (what, url, body) in enumerate(bodies, 1):
+        where = url or "(no endpoint)"
+        lines.append(f"# {app}: request {i} of {len(bodies)} ({what}), POST {where}, {len(body)} bytes")
+        lines.append(pretty_body(body))
+    lines.extend(f"# {n}" for n in notes)
+    return "\n".join(lines)

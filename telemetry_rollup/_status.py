@@ -1,0 +1,193 @@
+"""What is recorded about this machine, per app, as one JSON-ready dict. Reads only; creates nothing.
+
+The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "data_root": ...,
+"apps": [<app status>, ...]}``; TELEMETRY.md documents it, and keys are only ever added)::
+
+    {
+      "app": "acme",
+      "mode": "on" | "local" | "off",          # what applies in this environment
+      "source": "DO_NOT_TRACK" | "ACME_TELEMETRY" | "stored" | "default",
+      "env_var": "ACME_TELEMETRY",             # the app's own variable
+      "stored": "on" | "local" | "off" | null, # the choice in mode.json
+      "stored_at": "2026-11-21T10:00:00Z" | null,
+      "default": "on",
+      "endpoint": "https://..." | null,
+      "machine_id": "uuid" | null,             # made at the first send, deleted by off
+      "data_dir": "/home/u/.local/state/telemetry-rollup/acme",
+      "notice_shown": true,
+      "buffer": {"bytes": 1234, "cap": 262144, "spill_files": 0},
+      "pending": {
+        "reports": 2,                          # closed reports waiting in the outbox
+        "counts": 345,                         # every count on this machine not yet delivered
+        "days": [{"day": "2026-11-20", "counts": 300, "reports": 1, "report_counts": 300,
+                  "complete": true}, ...]      # report_counts: the part already in reports
+      },
+      "reserved": {"_dropped": 0, ...},        # reserved counters among the pending counts
+      "totals": {"reports_sent": 0, "counts_sent": 0, "reports_rejected": 0,
+                 "counts_rejected": 0, "counters_refused": 0},
+      "last_attempt": {"at": 1763719200.0, "result": "sent"|"rejected"|"retry", "status": 200,
+                       "detail": "HTTP 200", "sent": 1, "rejected": 0, "kept": 0} | null,
+      "next_attempt": {"at": 1763722800.0 | null, "why": "..."},
+      "deletion_requests": [{"machine_id": ..., "endpoint": ..., "created_at": ..., "attempts": 0,
+                             "last_result": null}]
+    }
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import _days, _fs
+from ._codec import decode_lines, decode_report
+from ._consent import MODES
+from ._names import CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
+from ._rollup import BUFFER_CAP
+from ._store import MAX_BUFFER_READ, AppStore
+
+SCHEMA = 1
+RESERVED = (DROPPED, INVALID, DENIED, CORRUPT, OVERFLOW)
+TOTAL_KEYS = ("reports_sent", "counts_sent", "reports_rejected", "counts_rejected", "counters_refused")
+
+
+def _committed_gen(store: AppStore) -> Path | None:
+    data = _fs.read_capped(store.current, 128)
+    if not data:
+        return None
+    name = data.decode("ascii", "replace").strip()
+    gen = store.outbox / name
+    if not name.startswith("gen-") or "/" in name or not gen.is_dir():
+        return None
+    return gen
+
+
+def _files(directory: Path, suffix: str) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """Per day: the counts in closed reports, plus those still in the buffer, spill files,
+    claimed inputs and the carry (not yet rolled up). Read without locks: a snapshot."""
+    days: dict[str, dict[str, int]] = {}
+    reserved = dict.fromkeys(RESERVED, 0)
+    n_reports = 0
+
+    def add(day: str, name: str, c: int, in_report: bool) -> None:
+        d = days.setdefault(day, {"counts": 0, "reports": 0, "report_counts": 0})
+        d["counts"] += c
+        if in_report:
+            d["report_counts"] += c
+        if name in reserved:
+            reserved[name] += c
+
+    raw: list[Path] = [store.buffer, *store.spill_files()]
+    gen = _committed_gen(store)
+    if gen is not None:
+        for p in _files(gen / "reports", ".json"):
+            r = decode_report(_fs.read_capped(p, MAX_BUFFER_READ) or b"")
+            if r is None:
+                continue
+            n_reports += 1
+            days.setdefault(r["day"], {"counts": 0, "reports": 0, "report_counts": 0})["reports"] += 1
+            for name, c in r["counts"].items():
+                add(r["day"], name, c, True)
+        raw += [*_files(gen / "inputs", ".jsonl"), gen / "carry.jsonl"]
+    for p in raw:
+        data = _fs.read_capped(p, MAX_BUFFER_READ)
+        if data:
+            for (day, name), c in decode_lines(data).rollup.items():
+                add(day, name, c, False)
+    out_days = [{"day": d, **v, "complete": d < today} for d, v in sorted(days.items())]
+    return {
+        "reports": n_reports,
+        "counts": sum(v["counts"] for v in days.values()),
+        "days": out_days,
+    }, reserved
+
+
+def _next_attempt(
+    store: AppStore,
+    mode: str,
+    source: str,
+    endpoint: Any,
+    state: Mapping[str, Any],
+    pend: Mapping[str, Any],
+    now: float,
+) -> dict[str, Any]:
+    if mode != "on":
+        return {"at": None, "why": f"mode is {mode}: nothing is sent"}
+    if not isinstance(endpoint, str) or not endpoint:
+        return {"at": None, "why": "no endpoint configured"}
+    if source == "default" and not store.notice_file.exists():
+        return {"at": None, "why": "not before the notice has been shown (in a run that sends nothing)"}
+    if not pend["days"]:
+        return {"at": None, "why": "nothing pending"}
+    config = store.config()
+    interval = config.get("send_interval", 3600.0)
+    interval = float(interval) if isinstance(interval, (int, float)) else 3600.0
+    at = max(
+        float(state.get("next_attempt_at", 0) or 0),
+        float(state.get("last_auto_try_at", 0) or 0) + interval,
+    )
+    if not pend["reports"] and not any(d["complete"] for d in pend["days"]):
+        first = min(d["day"] for d in pend["days"])
+        at = max(at, float((_days.parse_iso(first) + 1) * _days.SECONDS_PER_DAY))
+        why = "when the app runs after the day is over (UTC)"
+    elif float(state.get("next_attempt_at", 0) or 0) > now:
+        why = "backing off after a failed attempt; when the app next runs after that"
+    else:
+        why = "when the app next runs"
+    return {"at": max(at, now), "why": why}
+
+
+def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: float | None = None) -> dict[str, Any]:
+    """The status of one app (the shape above). Creates no file and sends nothing."""
+    import time
+
+    from ._control import effective, env_prefix, forget_requests
+
+    env = os.environ if environ is None else environ
+    t = time.time() if now is None else now
+    today = _days.iso(_days.day_of(t))
+    config = store.config()
+    state = store.state()
+    decision = effective(store, env)
+    mode_obj = store.read_json(store.mode_file)
+    endpoint = config.get("endpoint") if isinstance(config.get("endpoint"), str) else None
+    pend, reserved = pending(store, today)
+    raw_totals = state.get("totals")
+    totals = raw_totals if isinstance(raw_totals, dict) else {}
+    last = state.get("last_attempt")
+    return {
+        "app": store.app,
+        "mode": decision.mode,
+        "source": decision.source,
+        "env_var": f"{env_prefix(store)}_TELEMETRY",
+        "stored": store.stored_mode(),
+        "stored_at": mode_obj.get("at") if isinstance(mode_obj, dict) and isinstance(mode_obj.get("at"), str) else None,
+        "default": config.get("default") if config.get("default") in MODES else "on",
+        "endpoint": endpoint,
+        "machine_id": store.machine_id(create=False),
+        "data_dir": str(store.dir),
+        "notice_shown": store.notice_file.exists(),
+        "buffer": {"bytes": _fs.file_size(store.buffer), "cap": BUFFER_CAP, "spill_files": len(store.spill_files())},
+        "pending": pend,
+        "reserved": reserved,
+        "totals": {k: int(totals.get(k, 0) or 0) for k in TOTAL_KEYS},
+        "last_attempt": last if isinstance(last, dict) else None,
+        "next_attempt": _next_attempt(store, decision.mode, decision.source, endpoint, state, pend, t),
+        "deletion_requests": [
+            {k: r.get(k) for k in ("machine_id", "endpoint", "created_at", "attempts", "last_result")}
+            for r in forget_requests(store)
+        ],
+    }
+
+
+def status_all(stores: list[AppStore], root: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The document ``status --json`` prints."""
+    return {"schema": SCHEMA, "data_root": str(root), "apps": [app_status(s, environ) for s in stores]}

@@ -1,0 +1,139 @@
+"""Helpers for the CLI, consent and notice tests: a recording HTTP receiver, subprocess runners."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from telemetry_rollup import cli
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records every POST body and answers ``status``."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.bodies: list[bytes] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                outer.bodies.append(body)
+                obj = json.loads(body)
+                if obj.get("forget"):
+                    answer: dict[str, Any] = {"forgotten": True}
+                else:
+                    answer = {"stored": len(obj["reports"]), "duplicates": 0, "refused": 0}
+                data = json.dumps(answer).encode()
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/rollups"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def json_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(b) for b in self.bodies]
+
+    def wait_for(self, n: int, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.bodies) >= n:
+                return True
+            time.sleep(0.05)
+        return len(self.bodies) >= n
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment without any consent, debug or CI variable, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "DO_NOT_TRACK" and not k.endswith("_TELEMETRY") and not k.startswith("TELEMETRY_ROLLUP")
+    }
+    env["TELEMETRY_ROLLUP_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def run_cli(home: Path, *args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``python -m telemetry_rollup ARGS`` in a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry_rollup", *args],
+        env=clean_env(home, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_host(home: Path, script: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess[str]:
+    """A host program (``python -c script``) in a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean_env(home, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def main_inproc(*args: str, app: str | None = None) -> tuple[int, str, str]:
+    """``cli.main`` in this process with string streams. Set the environment with monkeypatch."""
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(args), app=app, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def day(offset: int) -> str:
+    return (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=offset)).isoformat()
+
+
+def plant(home: Path, app: str, counts: dict[tuple[str, str], int], **config: Any) -> Path:
+    """Buffer lines (day, name) -> count and a config.json, as a host's earlier runs would leave."""
+    d = home / app
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = {"app": app, "default": "on", "env_prefix": app.upper().replace("-", "_"), "send_interval": 0}
+    cfg.update(config)
+    (d / "config.json").write_text(json.dumps(cfg))
+    with open(d / "buffer.jsonl", "a") as f:
+        for (dday, name), c in sorted(counts.items()):
+            f.write(json.dumps({"v": 1, "d": dday, "n": name, "c": c}, separators=(",", ":")) + "\n")
+    return d
+
+
+def listing(directory: Path) -> set[str]:
+    """Every path below ``directory``, relative, directories included."""
+    if not directory.exists():
+        return set()
+    return {str(p.relative_to(directory)) for p in directory.rglob("*")}
