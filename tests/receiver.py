@@ -19,7 +19,7 @@ class Receiver:
         self.bodies: list[bytes] = []
         self.reports: dict[str, dict[str, Any]] = {}  # id -> report (first copy)
         self.deliveries: dict[str, int] = {}  # id -> times received
-        self.rejected_ids: set[str] = set()  # ids in bodies answered with a final 4xx
+        self.rejected: dict[str, dict[str, Any]] = {}  # id -> report, for bodies answered with a final 4xx
         self.connections = 0
         self.behaviour: str = "ok"  # ok | status | hang | store_then_hangup | trickle
         self.status = 200
@@ -60,7 +60,8 @@ class Receiver:
                 status = 200 if mode == "ok" else recv.status
                 if mode == "status" and status in (400, 401, 403, 404, 410, 413, 422):
                     with recv.lock:
-                        recv.rejected_ids.update(r["id"] for r in json.loads(body).get("reports", []))
+                        for r in json.loads(body).get("reports", []):
+                            recv.rejected.setdefault(r["id"], r)
                 out = json.dumps({"stored": 1, "duplicates": 0, "refused": 0}).encode()
                 self.send_response(status)
                 for k, v in recv.headers.items():

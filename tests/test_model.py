@@ -44,7 +44,7 @@ class Pipeline(RuleBasedStateMachine):
         self.store.ensure()
         RECEIVER.reports.clear()
         RECEIVER.deliveries.clear()
-        RECEIVER.rejected_ids.clear()
+        RECEIVER.rejected.clear()
         RECEIVER.behaviour = "ok"
         self.clock = 1_795_000_000.0
         _counters._time = lambda: self.clock  # the hot path's clock, moved by the model
@@ -181,8 +181,12 @@ class Pipeline(RuleBasedStateMachine):
         delivered = RECEIVER.totals()
         disk = self._on_disk()
         memory = sum(user_total(_peek(p)) for p in self.procs)
-        # a report answered with a final 4xx is deleted; state.json's totals record its counts
-        rejected = int(self.store.state().get("totals", {}).get("counts_rejected", 0) or 0)
+        # a report answered with a final 4xx is deleted (state.json records it); one the receiver
+        # had already stored before hanging up counts as delivered, not as rejected
+        rejected = sum(
+            c for rid, r in RECEIVER.rejected.items() if rid not in RECEIVER.reports
+            for n, c in r["counts"].items() if not n.startswith("_")
+        )
         dropped = delivered.get("_dropped", 0) + disk.get("_dropped", 0)
         total = (
             sum(c for n, c in delivered.items() if not n.startswith("_"))
