@@ -16,7 +16,7 @@ from typing import Any
 from ._telemetry import SendResult, Telemetry
 from ._version import __version__
 
-__all__ = ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status"]
+__all__ = ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status", "timed"]
 
 #: The module default instance: the only module-level mutable state.
 _default = Telemetry()
@@ -24,6 +24,22 @@ _default = Telemetry()
 #: ``count(name, n=1)``: add ``n`` to ``name`` for today (UTC). Never raises, never does I/O,
 #: never prints. Bad names count under ``_invalid``, names outside the allowlist under ``_denied``.
 count = _default.count
+
+
+def timed(name: str) -> Any:
+    """Count a block or a function (sync or async) with its outcome and duration bucket::
+
+        with tr.timed("build"):
+            run_build()
+
+        @tr.timed("deploy")
+        async def deploy(): ...
+
+    Produces ``name``, ``name:ok`` or ``name:error``, ``name:error:<ExceptionClass>`` and
+    ``name:dur:<bucket>``; the exception propagates unchanged. ``t.error("code")`` on the object
+    ``with`` gives marks a failure without raising.
+    """
+    return _default.timed(name)
 
 
 def configure(app: str, **options: Any) -> Telemetry:

@@ -32,7 +32,19 @@ def _value(counter: itertools.count[int]) -> int:
 class Counters:
     """Thread-safe, lock-free-on-the-fast-path counters for one app."""
 
-    __slots__ = ("_base", "_cur", "_cur_day", "_day_end", "_days", "_lock", "_sums", "allow", "off", "on_new_name")
+    __slots__ = (
+        "_base",
+        "_codes",
+        "_cur",
+        "_cur_day",
+        "_day_end",
+        "_days",
+        "_lock",
+        "_sums",
+        "allow",
+        "off",
+        "on_new_name",
+    )
 
     def __init__(self) -> None:
         self.off = False
@@ -50,14 +62,22 @@ class Counters:
         self._day_end = 0.0  # forces the first call through the slow path
         self._base: Snapshot = {}
         self._sums: Snapshot = {}
+        self._codes: dict[tuple[int, str], set[str]] = {}
 
     def after_fork_in_child(self) -> None:
         """The child starts empty: the parent persists its own counts, exactly once."""
         self._reset()
 
-    def count(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to ``name`` for the current UTC day. Never raises."""
+    def count(self, name: str, n: int = 1, outcome: str | None = None, error_code: str | None = None) -> None:
+        """Add ``n`` to ``name`` for the current UTC day. Never raises.
+
+        With ``outcome`` ("ok" or "error") also counts ``name:ok`` or ``name:error`` and, for an
+        error, ``name:error:<error_code>`` (at most 20 codes per name per day; more, or a code that
+        is not a valid name, count as ``name:error:other``)."""
         if self.off:
+            return
+        if outcome is not None:
+            self.record(name, outcome, error_code, None, n)
             return
         try:
             if n == 1 and _time() < self._day_end:
@@ -72,6 +92,40 @@ class Counters:
                 self._slow(name, n)
             except Exception:  # noqa: S110 - nothing may reach the host program
                 pass
+
+    def record(self, name: str, outcome: str | None, error_code: str | None, seconds: float | None, n: int = 1) -> None:
+        """An outcome and/or a duration of ``name``, as counters (see TELEMETRY.md). Never raises."""
+        if self.off:
+            return
+        try:
+            if not is_name(name):
+                self._slow(name, 1)  # counts _invalid
+                return
+            self.count(name, n)
+            if outcome == "ok":
+                self.count(f"{name}:ok", n)
+            elif outcome is not None:
+                self.count(f"{name}:error", n)
+                self.count(self._code_name(name, error_code), n)
+            if seconds is not None:
+                self.count(f"{name}:dur:{duration_bucket(seconds)}")
+        except Exception:  # noqa: S110 - nothing may reach the host program
+            pass
+
+    def _code_name(self, name: str, code: str | None) -> str:
+        other = f"{name}:error:other"
+        candidate = f"{name}:error:{code}"
+        if not isinstance(code, str) or not is_name(code) or not is_name(candidate):
+            return other
+        with self._lock:
+            day = day_of(_time())
+            codes = self._codes.setdefault((day, name), set())
+            if code in codes:
+                return candidate
+            if len(codes) >= MAX_CODES_PER_NAME:
+                return other
+            codes.add(code)
+            return candidate
 
     def count_reserved(self, name: str, n: int = 1, *, now: float | None = None) -> None:
         """Count a library-reserved name (no validation, no allowlist)."""
@@ -92,7 +146,8 @@ class Counters:
                 key, n = INVALID, 1
             else:
                 key = name  # type: ignore[assignment]
-                if self.allow is not None and not self.allow(key):
+                # Derived counters (build:ok, build:dur:lt1s) follow their base name's allowance.
+                if self.allow is not None and not self.allow(key) and not self.allow(key.split(":", 1)[0]):
                     key = DENIED
             cur = self._cur
             if key not in cur and key[0] != "_" and len(cur) >= MAX_NAMES_PER_DAY:
@@ -132,6 +187,7 @@ class Counters:
                     del self._days[day]
                     for name in names:
                         self._base.pop((day, name), None)
+                        self._codes.pop((day, name), None)
         return out
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -149,6 +205,7 @@ class Counters:
             self._day_end = 0.0
             self._base.clear()
             self._sums.clear()
+            self._codes.clear()
 
     def pending(self) -> bool:
         """True when a take() would hand out something (cheap enough for the exit hook)."""
@@ -160,6 +217,18 @@ class Counters:
                 for day, names in self._days.items()
                 for name, c in names.items()
             )
+
+
+#: Upper bounds of the duration buckets, in seconds, and their names (TELEMETRY.md documents them).
+DURATION_BUCKETS = ((0.01, "lt10ms"), (0.1, "lt100ms"), (1.0, "lt1s"), (10.0, "lt10s"), (60.0, "lt1m"))
+MAX_CODES_PER_NAME = 20
+
+
+def duration_bucket(seconds: float) -> str:
+    for bound, label in DURATION_BUCKETS:
+        if seconds < bound:
+            return label
+    return "ge1m"
 
 
 def merge(into: Snapshot, more: Iterable[tuple[tuple[int, str], int]]) -> None:

@@ -131,7 +131,18 @@ class Pipeline:
 
     # -- step 3: build and commit ---------------------------------------------------------------
     def build(self, gen: Path, *, today: str, include_today: bool = False) -> tuple[Path, BuildStats]:
-        """Roll the generation's inputs and carry into reports and a new carry, and commit that."""
+        """prepare + commit + cleanup: roll the generation into its successor and make that the truth."""
+        new, stats = self.prepare(gen, today=today, include_today=include_today)
+        if new is None:
+            return gen, stats
+        self.commit(new)
+        self.cleanup(gen)
+        return new, stats
+
+    def prepare(self, gen: Path, *, today: str, include_today: bool = False) -> tuple[Path | None, BuildStats]:
+        """Write the next generation (kept reports, new reports, carried remainder) into a new
+        directory. Nothing is committed yet: a kill now leaves ``gen`` the truth. Returns None
+        when nothing would change."""
         inputs = _list(gen / "inputs", ".jsonl")
         rollup: Rollup = {}
         foreign: list[bytes] = []
@@ -158,10 +169,8 @@ class Pipeline:
             else:
                 kept.append((p, report))
         completed, remainder = _rollup.split_completed(rollup, today=today, include_today=include_today)
-        if completed:
-            changed = True
-        if not changed and not corrupt:
-            return gen, BuildStats(0, 0, 0, False)
+        if not changed and not completed and not corrupt:
+            return None, BuildStats(0, 0, 0, False)
         for day in [d for d in completed if _rollup.expired(d, today=today)]:
             dropped += sum(completed.pop(day).values())
         new_reports = _rollup.make_reports(completed, lambda: str(uuid.uuid4()))
@@ -187,9 +196,15 @@ class Pipeline:
                 _fs.atomic_write(new / "reports" / f"{r['id']}.json", encode_report(r), fsync=True)
         if carry:
             _fs.atomic_write(new / "carry.jsonl", carry, fsync=True)
-        self._commit(new)  # the commit point
-        shutil.rmtree(gen, ignore_errors=True)
         return new, BuildStats(len(inputs), len(new_reports), dropped, True)
+
+    def commit(self, new: Path) -> None:
+        """The commit point: one atomic replace of outbox/CURRENT makes ``new`` the truth."""
+        self._commit(new)
+
+    def cleanup(self, old: Path) -> None:
+        """Remove the superseded generation, with the inputs it consumed (recover() would too)."""
+        shutil.rmtree(old, ignore_errors=True)
 
     # -- step 4: send ---------------------------------------------------------------------------
     def pending_reports(self, gen: Path) -> list[tuple[Path, dict[str, Any]]]:

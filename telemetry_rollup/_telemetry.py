@@ -84,6 +84,10 @@ class Telemetry:
         self._hooks_registered = False
         self._config_written = False
         self.told_this_run = False
+        self._run_counted = False
+        self._mp_hooked = False
+        self._persisting_in: int | None = None  # thread ident inside _persist, for the SIGTERM handler
+        self._term_pending = False
         if app is not None:
             self.configure(app, **options)
 
@@ -173,7 +177,9 @@ class Telemetry:
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=after_fork)
         if self._options["flush_interval"] > 0:
-            self._counters.on_new_name = self._ensure_thread
+            self._counters.on_new_name = self._on_first_count
+        else:
+            self._counters.on_new_name = self._install_mp_child_hooks
 
     @property
     def mode(self) -> str:
@@ -192,15 +198,21 @@ class Telemetry:
         if self.app is None or self._counters.off:
             return None
         with self._persist_lock:
-            snap = self._counters.take()
-            if not snap:
-                return None
+            self._persisting_in = threading.get_ident()
             try:
-                return self._write(snap, fast=fast, timeout=timeout)
-            except Exception as exc:
-                log.debug("persist failed, counts kept in memory: %r", exc)
-                self._counters.restore(snap)
-                return None
+                snap = self._counters.take()
+                if not snap:
+                    return None
+                try:
+                    return self._write(snap, fast=fast, timeout=timeout)
+                except Exception as exc:
+                    log.debug("persist failed, counts kept in memory: %r", exc)
+                    self._counters.restore(snap)
+                    return None
+            finally:
+                self._persisting_in = None
+                if self._term_pending:
+                    self._die_of_sigterm()
 
     def _write(self, snap: dict[Any, int], *, fast: bool, timeout: float) -> str | None:
         from . import _store
@@ -217,11 +229,38 @@ class Telemetry:
                 if latest.mode == "off":
                     return None
         store.ensure()
+        self._add_run_facts(snap)
         self._maybe_notice()
         self._write_config()
         result = _store.append(store, from_day_numbers(snap), today=today_iso(time.time()), timeout=timeout, fast=fast)
         log.debug("persisted %d counters (%s)", len(snap), result)
         return result
+
+    def _add_run_facts(self, snap: dict[Any, int]) -> None:
+        """Once per process that records anything: interactive or not, CI or not (never per call)."""
+        if self._run_counted:
+            return
+        self._run_counted = True
+        from ._days import day_of
+        from ._sender import is_ci
+
+        day = day_of(time.time())
+        try:
+            interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        except Exception:
+            interactive = False
+        facts = ["_run:tty" if interactive else "_run:script"]
+        if is_ci(os.environ):
+            facts.append("_run:ci")
+        for name in facts:
+            snap[(day, name)] = snap.get((day, name), 0) + 1
+
+    def timed(self, name: str) -> Any:
+        """``with t.timed("build"):`` or ``@t.timed("build")``: count ``name`` with its outcome,
+        error code (the exception's class name) and duration bucket. Exceptions propagate unchanged."""
+        from ._timed import Timer
+
+        return Timer(self._counters, name)
 
     def _maybe_notice(self) -> None:
         if self._decision.source != "default" or self._decision.mode != "on":
@@ -290,6 +329,51 @@ class Telemetry:
         return auto_due(self._store, self._options["send_interval"], time.time())
 
     # -- background and exit -------------------------------------------------------------------
+    def _on_first_count(self) -> None:
+        self._install_mp_child_hooks()
+        self._ensure_thread()
+
+    def _install_mp_child_hooks(self) -> None:
+        """In a multiprocessing child, persist at the child's exit too.
+
+        Pool workers leave through ``os._exit`` (no atexit), and ``with Pool()`` terminates idle
+        workers with SIGTERM (no finaliser). So: a ``multiprocessing.util.Finalize`` (run by the
+        child's bootstrap before ``os._exit``), and, only where SIGTERM still has its default
+        action, a handler that persists and then dies of SIGTERM as the default would.
+        """
+        if self._mp_hooked:
+            return
+        mp = sys.modules.get("multiprocessing")
+        if mp is None:
+            return
+        try:
+            if mp.parent_process() is None:
+                return
+        except Exception:
+            return
+        self._mp_hooked = True
+        from multiprocessing import util
+
+        # Workers leave sending to the parent's exit hook: no burst of senders from a pool.
+        util.Finalize(None, self._at_exit, args=(False,), exitpriority=10)
+        import signal
+
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if self._persisting_in == threading.get_ident():
+            self._term_pending = True  # never interrupt a persist: it re-raises when done
+            return
+        self._at_exit(False)
+        self._die_of_sigterm()
+
+    def _die_of_sigterm(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def _ensure_thread(self) -> None:
         if self._thread is not None or self._counters.off:
             return
@@ -309,7 +393,7 @@ class Telemetry:
             except Exception as exc:
                 log.debug("background flush failed: %r", exc)
 
-    def _at_exit(self) -> None:
+    def _at_exit(self, spawn: bool = True) -> None:
         start = time.monotonic()
         try:
             self._stop.set()
@@ -320,7 +404,7 @@ class Telemetry:
                 self._persist_lock.release()
             left = EXIT_BUDGET - (time.monotonic() - start)
             self._persist(fast=True, timeout=max(0.0, min(EXIT_LOCK_WAIT, left - 0.5)))
-            if self._due():
+            if spawn and self._due():
                 self._spawn_sender()
         except Exception as exc:
             log.debug("exit hook failed: %r", exc)
@@ -351,6 +435,10 @@ class Telemetry:
 
     def _after_fork_in_child(self) -> None:
         self._counters.after_fork_in_child()
+        self._run_counted = False
+        self._mp_hooked = False
+        self._persisting_in = None
+        self._term_pending = False
         self._persist_lock = threading.Lock()
         self._thread = None
         self._stop = threading.Event()

@@ -102,9 +102,9 @@ def serve_main(argv: list[str]) -> int:
     except (UsageError, ValueError) as exc:  # ConfigError is a ValueError
         return _fail(prog, str(exc), 2)
 
-    import uvicorn  # noqa: PLC0415 - optional extra; ImportError goes to the caller
+    import uvicorn
 
-    from telemetry_rollup.server.app import create_app  # noqa: PLC0415 - imports fastapi
+    from telemetry_rollup.server.app import create_app
 
     options: dict[str, Any] = {
         "host": args.host,
@@ -154,7 +154,7 @@ def serve_main(argv: list[str]) -> int:
 
 
 def _serve_single(app: Any, options: dict[str, Any], prog: str) -> int:
-    import uvicorn  # noqa: PLC0415 - optional extra
+    import uvicorn
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:

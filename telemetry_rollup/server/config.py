@@ -152,7 +152,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
 
 def _load_toml(raw: bytes) -> Any:
     if sys.version_info >= (3, 11):
-        import tomllib  # noqa: PLC0415 - exists from Python 3.11 only
+        import tomllib
 
         return tomllib.loads(raw.decode("utf-8"))
     raise ConfigError("a TOML config needs Python 3.11+; use a .json file")

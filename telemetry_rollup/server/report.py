@@ -33,6 +33,62 @@ class Report:
     machines: dict[str, list[dict[str, Any]]]  # dimension -> app, value, machines
     refusals: list[dict[str, Any]]  # app, day, reason, n
     deletions: list[dict[str, Any]]  # app, day, n
+    outcomes: list[dict[str, Any]]  # app, name, calls, errors, error_rate, top_codes, durations
+
+
+#: The duration buckets timed() writes, in order (TELEMETRY.md documents the naming scheme).
+DURATION_BUCKETS = ("lt10ms", "lt100ms", "lt1s", "lt10s", "lt1m", "ge1m")
+TOP_CODES = 5
+
+
+def outcomes(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group the counters timed() and count(outcome=...) produce back into one row per name:
+    calls, errors, error rate, the top error codes and a duration histogram. Pure."""
+    per: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def row(app: str, base: str) -> dict[str, Any]:
+        return per.setdefault(
+            (app, base),
+            {
+                "app": app,
+                "name": base,
+                "calls": 0,
+                "ok": 0,
+                "errors": 0,
+                "codes": {},
+                "durations": dict.fromkeys(DURATION_BUCKETS, 0),
+                "derived": False,
+            },
+        )
+
+    for r in counts:
+        app, name, total = r["app"], r["name"], int(r["total"])
+        if ":error:" in name:
+            base, code = name.rsplit(":error:", 1)
+            codes = row(app, base)["codes"]
+            codes[code] = codes.get(code, 0) + total
+            row(app, base)["derived"] = True
+        elif ":dur:" in name and name.rsplit(":dur:", 1)[1] in DURATION_BUCKETS:
+            base, bucket = name.rsplit(":dur:", 1)
+            row(app, base)["durations"][bucket] += total
+            row(app, base)["derived"] = True
+        elif name.endswith(":error"):
+            row(app, name[: -len(":error")])["errors"] += total
+            row(app, name[: -len(":error")])["derived"] = True
+        elif name.endswith(":ok"):
+            row(app, name[: -len(":ok")])["ok"] += total
+            row(app, name[: -len(":ok")])["derived"] = True
+        else:
+            row(app, name)["calls"] += total
+    out = []
+    for (_, _), r in sorted(per.items()):
+        if not r.pop("derived"):
+            continue
+        outcomes_seen = r["ok"] + r["errors"]
+        r["error_rate"] = round(r["errors"] / outcomes_seen, 4) if outcomes_seen else 0.0
+        r["top_codes"] = sorted(r.pop("codes").items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CODES]
+        out.append(r)
+    return out
 
 
 def _app_label(app: str) -> str:
@@ -43,21 +99,15 @@ def build_report(store: SQLStore, app: str | None, days: int, today: date) -> Re
     """Query the last ``days`` days up to ``today``; ``app=None`` means every app."""
     since = (today - timedelta(days=days - 1)).isoformat()
     counts = [
-        {"app": a, "day": d, "name": n, "total": t, "machines": m}
-        for a, d, n, t, m in store.daily_counts(app, since)
+        {"app": a, "day": d, "name": n, "total": t, "machines": m} for a, d, n, t, m in store.daily_counts(app, since)
     ]
     machines = {
-        dim: [
-            {"app": a, "value": v, "machines": m} for a, v, m in store.machines_by(dim, app, since)
-        ]
+        dim: [{"app": a, "value": v, "machines": m} for a, v, m in store.machines_by(dim, app, since)]
         for dim in DIMENSIONS
     }
-    refusals = [
-        {"app": _app_label(a), "day": d, "reason": r, "n": n}
-        for a, d, r, n in store.refusals(app, since)
-    ]
+    refusals = [{"app": _app_label(a), "day": d, "reason": r, "n": n} for a, d, r, n in store.refusals(app, since)]
     deletions = [{"app": a, "day": d, "n": n} for a, d, n in store.deletions(app, since)]
-    return Report(since, today.isoformat(), app, counts, machines, refusals, deletions)
+    return Report(since, today.isoformat(), app, counts, machines, refusals, deletions, outcomes(counts))
 
 
 def bar(value: int, largest: int, width: int = BAR_WIDTH) -> str:
@@ -78,9 +128,7 @@ def _table(headers: list[str], rows: list[list[Any]], bar_column: int | None) ->
     numeric = [all(isinstance(r[i], int) for r in rows) for i in range(len(headers))]
 
     def line(values: list[str]) -> str:
-        parts = [
-            v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)
-        ]
+        parts = [v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)]
         return "  " + "  ".join(parts)
 
     out = [line(headers), line(["-" * w for w in widths])]
@@ -112,10 +160,21 @@ def format_table(report: Report) -> str:
         [[r["app"], r["day"], r["reason"], r["n"]] for r in report.refusals],
         3,
     )
+    out += ["", "Outcomes and durations (from timed() and count(outcome=...))"]
+    if not report.outcomes:
+        out.append("  (none)")
+    for r in report.outcomes:
+        codes = ", ".join(f"{c} {n}" for c, n in r["top_codes"]) or "-"
+        out.append(
+            f"  {r['app']} {r['name']}: {r['calls']} calls, {r['errors']} errors "
+            f"({r['error_rate'] * 100:.1f}%), top codes: {codes}"
+        )
+        largest = max(r["durations"].values())
+        for bucket in DURATION_BUCKETS:
+            n = r["durations"][bucket]
+            out.append(f"    {bucket:>7}  {n:>8}  {bar(n, largest)}".rstrip())
     out += ["", "Deletion requests honoured"]
-    out += _table(
-        ["app", "day", "deletions"], [[r["app"], r["day"], r["n"]] for r in report.deletions], 2
-    )
+    out += _table(["app", "day", "deletions"], [[r["app"], r["day"], r["n"]] for r in report.deletions], 2)
     return "\n".join(out) + "\n"
 
 
@@ -140,6 +199,14 @@ def format_csv(report: Report) -> str:
         writer.writerow(["refusals", r["app"], r["day"], r["reason"], r["n"], ""])
     for r in report.deletions:
         writer.writerow(["deletions", r["app"], r["day"], "", r["n"], ""])
+    for r in report.outcomes:
+        writer.writerow(["calls", r["app"], "", r["name"], r["calls"], ""])
+        writer.writerow(["errors", r["app"], "", r["name"], r["errors"], ""])
+        writer.writerow(["error_rate", r["app"], "", r["name"], r["error_rate"], ""])
+        for code, n in r["top_codes"]:
+            writer.writerow(["error_code", r["app"], "", f"{r['name']}:{code}", n, ""])
+        for bucket in DURATION_BUCKETS:
+            writer.writerow(["duration", r["app"], "", f"{r['name']}:{bucket}", r["durations"][bucket], ""])
     return buf.getvalue()
 
 

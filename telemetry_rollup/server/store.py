@@ -446,7 +446,7 @@ def sqlite_path_from_url(url: str) -> Path:
 
 def default_db_url() -> str:
     """A SQLite file under the user's data directory (created by :func:`open_store`)."""
-    import platformdirs  # noqa: PLC0415 - only the serve/report default needs it
+    import platformdirs
 
     return "sqlite:///" + str(Path(platformdirs.user_data_dir("telemetry-rollup")) / "server.db")
 
@@ -464,7 +464,7 @@ def open_store(url: str, *, create: bool = True) -> SQLStore:
     store: SQLStore
     if url.startswith(("postgresql://", "postgres://")):
         # psycopg is an optional extra, loaded only for a postgresql:// URL.
-        from telemetry_rollup.server.store_pg import PostgresStore  # noqa: PLC0415
+        from telemetry_rollup.server.store_pg import PostgresStore
 
         store = PostgresStore(url)
     else:

@@ -24,6 +24,7 @@ REPORT = Report(
     },
     refusals=[{"app": "acme", "day": "2026-11-21", "reason": "counter_not_allowed", "n": 2}],
     deletions=[],
+    outcomes=[],
 )
 
 
@@ -48,7 +49,7 @@ def test_table() -> None:
 def test_json_and_csv() -> None:
     data = json.loads(format_json(REPORT))
     assert data["counts"][0] == REPORT.counts[0]
-    assert set(data) == {"since", "until", "app", "counts", "machines", "refusals", "deletions"}
+    assert set(data) == {"since", "until", "app", "counts", "machines", "refusals", "deletions", "outcomes"}
     rows = list(csv.reader(io.StringIO(format_csv(REPORT))))
     assert rows[0] == ["section", "app", "day", "key", "value", "machines"]
     assert ["counts", "acme", "2026-11-21", "lint", "1", "1"] in rows

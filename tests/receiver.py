@@ -1,0 +1,115 @@
+"""A real HTTP receiver on 127.0.0.1 for delivery tests, with switchable behaviour.
+
+It deduplicates by report id, as the reference server does, and keeps every body it was sent,
+so a test can assert what was delivered and how often.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.reports: dict[str, dict[str, Any]] = {}  # id -> report (first copy)
+        self.deliveries: dict[str, int] = {}  # id -> times received
+        self.connections = 0
+        self.behaviour: str = "ok"  # ok | status | hang | store_then_hangup | trickle
+        self.status = 200
+        self.headers: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        recv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                mode = recv.behaviour
+                if mode == "hang":
+                    recv.release.wait(30)
+                    return
+                if mode in ("ok", "store_then_hangup"):
+                    recv._store(body)
+                if mode == "store_then_hangup":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if mode == "trickle":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    for _ in range(100):
+                        if recv.release.wait(0.2):
+                            return
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    return
+                status = 200 if mode == "ok" else recv.status
+                out = json.dumps({"stored": 1, "duplicates": 0, "refused": 0}).encode()
+                self.send_response(status)
+                for k, v in recv.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> Any:
+                conn = super().get_request()
+                with recv.lock:
+                    recv.connections += 1
+                return conn
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1/rollups"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _store(self, body: bytes) -> None:
+        obj = json.loads(body)
+        with self.lock:
+            self.bodies.append(body)
+            for r in obj.get("reports", []):
+                self.deliveries[r["id"]] = self.deliveries.get(r["id"], 0) + 1
+                self.reports.setdefault(r["id"], r)
+
+    def totals(self) -> dict[str, int]:
+        """Counter totals over distinct reports (what a deduplicating receiver stores)."""
+        out: dict[str, int] = {}
+        for r in self.reports.values():
+            for k, v in r["counts"].items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def start(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_for(pred: Any, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())

@@ -1,0 +1,123 @@
+"""Properties of the pure core: collapse, split, encode/decode, the cap, reports, request packing."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telemetry_rollup import _codec, _days, _rollup
+from telemetry_rollup._names import DROPPED, MAX_COUNT, is_name
+
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}", fullmatch=True)
+days = st.integers(min_value=20000, max_value=20100).map(_days.iso)
+counts = st.integers(min_value=1, max_value=10**6)
+lines = st.lists(st.tuples(days, names, counts), max_size=60)
+rollups = st.dictionaries(st.tuples(days, names), counts, max_size=60)
+
+
+def collapse(items: list[tuple[str, str, int]]) -> _codec.Rollup:
+    data = b"".join(_codec.encode_line_fast(d, n, c) for d, n, c in items)
+    return _codec.decode_lines(data).rollup
+
+
+@given(lines, st.randoms())
+def test_collapse_is_order_independent(items: list[tuple[str, str, int]], rnd: object) -> None:
+    shuffled = list(items)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert collapse(items) == collapse(shuffled)
+    assert sum(collapse(items).values()) == sum(c for _, _, c in items)
+
+
+@given(rollups, days, st.booleans())
+def test_split_then_merge_is_the_whole(r: _codec.Rollup, today: str, include_today: bool) -> None:
+    completed, remainder = _rollup.split_completed(r, today=today, include_today=include_today)
+    back = dict(remainder)
+    for day, cs in completed.items():
+        assert day < today or (include_today and day == today)
+        for name, c in cs.items():
+            back[(day, name)] = back.get((day, name), 0) + c
+    assert back == r
+    assert all(d > today or (d == today and not include_today) for d, _ in remainder)
+
+
+@given(rollups)
+def test_encode_decode_round_trip(r: _codec.Rollup) -> None:
+    dec = _codec.decode_lines(_codec.encode_lines(r))
+    assert dec.rollup == r and dec.corrupt == 0 and dec.foreign == []
+
+
+@given(days, st.one_of(names, st.sampled_from(["_dropped", "_invalid", "_run:tty"])), st.integers(0, 10**12))
+def test_fast_encoder_is_byte_identical_to_orjson(day: str, name: str, c: int) -> None:
+    assert _codec.encode_line_fast(day, name, c) == orjson.dumps({"v": 1, "d": day, "n": name, "c": c}) + b"\n"
+
+
+def test_decode_skips_and_counts_bad_lines_and_keeps_newer_versions() -> None:
+    data = (
+        b'{"v":1,"d":"2026-11-20","n":"a","c":2}\n'
+        b'{"v":1,"d":"2026-11-20","n":"a","c":3}\n'
+        b"garbage\n"
+        b'{"v":1,"d":"2026-13-40","n":"a","c":1}\n'
+        b'{"v":1,"d":"2026-11-20","n":"bad name","c":1}\n'
+        b'{"v":1,"d":"2026-11-20","n":"a","c":-1}\n'
+        b'{"v":2,"d":"2026-11-20","n":"a","c":1,"extra":true}\n'
+        b'{"v":1,"d":"2026-11-20","n":"b","c":'  # truncated
+    )
+    dec = _codec.decode_lines(data)
+    assert dec.rollup == {("2026-11-20", "a"): 5}
+    assert dec.corrupt == 5
+    assert dec.foreign == [b'{"v":2,"d":"2026-11-20","n":"a","c":1,"extra":true}']
+
+
+@settings(max_examples=150)
+@given(rollups, st.lists(st.text(max_size=30).map(lambda t: orjson.dumps({"v": 2, "x": t})), max_size=5), st.integers(200, 4000), days)
+def test_cap_is_never_exceeded_and_loss_is_accounted(r: _codec.Rollup, foreign: list[bytes], cap: int, today: str) -> None:
+    data, dropped = _rollup.fit_to_cap(r, foreign, cap=cap, today=today)
+    assert len(data) <= cap
+    dec = _codec.decode_lines(data)
+    foreign_removed = len(foreign) - len(dec.foreign)
+    # Every count is either kept or recorded under _dropped (a removed foreign line counts one).
+    assert sum(dec.rollup.values()) == sum(r.values()) + foreign_removed
+    assert dropped >= foreign_removed
+    if dropped == 0:
+        assert dec.rollup == r and dec.foreign == foreign
+    else:
+        assert sum(c for (_, n), c in dec.rollup.items() if n == DROPPED) >= dropped
+
+
+@given(st.dictionaries(days, st.dictionaries(names, st.integers(1, 3 * MAX_COUNT), min_size=1, max_size=30), max_size=4))
+def test_reports_keep_totals_and_bounds(completed: dict[str, dict[str, int]]) -> None:
+    ids = iter(range(10**6))
+    reports = _rollup.make_reports(completed, lambda: str(next(ids)))
+    back: dict[str, dict[str, int]] = {}
+    for rep in reports:
+        assert 0 < len(rep["counts"]) <= _rollup.MAX_COUNTERS_PER_REPORT
+        assert all(0 < c <= MAX_COUNT and is_name(n) for n, c in rep["counts"].items())
+        for n, c in rep["counts"].items():
+            back.setdefault(rep["day"], {})[n] = back.get(rep["day"], {}).get(n, 0) + c
+    assert back == completed
+    assert len({r["id"] for r in reports}) == len(reports)
+
+
+@given(st.lists(st.integers(10, 30000), max_size=200))
+def test_requests_respect_report_and_byte_limits(sizes: list[int]) -> None:
+    batches = _rollup.pack_requests(sizes, overhead=300)
+    assert sorted(i for b in batches for i in b) == list(range(len(sizes)))
+    for b in batches:
+        assert len(b) <= _rollup.MAX_REPORTS_PER_REQUEST
+        assert len(b) == 1 or 300 + sum(sizes[i] + 1 for i in b) <= _rollup.MAX_REQUEST_BYTES
+
+
+def test_payload_has_exactly_the_documented_fields() -> None:
+    meta = {"app": "acme", "app_version": None, "lib_version": "0.1.0", "machine_id": "m", "os": "linux",
+            "arch": "x86_64", "python": "3.11", "ci": False, "secret": "never"}
+    body = json.loads(_codec.encode_payload(meta, [{"id": "i", "day": "2026-11-21", "counts": {"a": 1}, "x": 1}]))
+    assert sorted(body) == sorted(["schema", "app", "app_version", "lib_version", "machine_id", "os", "arch", "python", "ci", "reports"])
+    assert body["reports"] == [{"id": "i", "day": "2026-11-21", "counts": {"a": 1}}]
+
+
+def test_expiry() -> None:
+    assert _rollup.expired("2026-10-01", today="2026-11-22")
+    assert not _rollup.expired("2026-10-23", today="2026-11-22")
