@@ -383,7 +383,8 @@ class Telemetry:
 
     def _loop(self) -> None:
         interval = self._options["flush_interval"]
-        while not self._stop.wait(interval):
+        # Wake at each UTC day's end too: count() reads no clock, so a new day begins here.
+        while not self._stop.wait(min(interval, self._counters.roll())):
             try:
                 self._persist(fast=False, timeout=EXIT_LOCK_WAIT)
                 if self._due():
