@@ -20,10 +20,13 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable
-from typing import Callable
 
 from ._days import SECONDS_PER_DAY, day_of
 from ._names import DENIED, INVALID, MAX_NAMES_PER_DAY, OVERFLOW, is_name
+
+TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
+if TYPE_CHECKING:
+    from typing import Callable
 
 #: (day number, name) -> count
 Snapshot = dict[tuple[int, str], int]
