@@ -1173,7 +1173,9 @@ one is faster, the ratios hold).
   (and with it `typing`, for its NamedTuples, ~2 ms), starting the detached sender imports `subprocess` (~2 ms)
   and forks and execs (~2 ms). The next step would be a store layer on `os.path` strings instead of `pathlib`
   (~7 ms), a restructure left for a separate change since other work is editing those modules now. For scale:
-  the other SDKs add 0.2 s (healthy) to 15.7 s (never answering).
+  the other SDKs add 0.2 s (healthy) to 15.7 s (never answering). The host process does the same work in all
+  three states (only the detached sender touches the network); the spread between the columns is the shared
+  machine and the detached sender starting on the other core while the next rounds run.
 - **Exit hook, 100 processes at once** (p99 far over 50 ms; every hook well under its 2 s bound, totals exact, no
   spill). Each hook's own CPU time is ~15-20 ms; the wall time is 100 interpreters tearing down on 2 cores at the
   same moment, so most hooks wait for a core. No change to the hook can make 100 x (hook + interpreter exit) of
