@@ -11,10 +11,12 @@ Importing this package loads none of its dependencies and creates no file and no
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._telemetry import SendResult, Telemetry
 from ._version import __version__
+
+TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status", "timed"]
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-
 SECONDS_PER_DAY = 86400
-_EPOCH = _dt.date(1970, 1, 1)
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal(); datetime is imported only when a day is written
 
 
 def day_of(timestamp: float) -> int:
@@ -15,11 +13,15 @@ def day_of(timestamp: float) -> int:
 
 def iso(day: int) -> str:
     """Day number -> ``YYYY-MM-DD``."""
-    return (_EPOCH + _dt.timedelta(days=day)).isoformat()
+    import datetime
+
+    return datetime.date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
 
 
 def parse_iso(text: str) -> int:
     """``YYYY-MM-DD`` -> day number; raises ValueError on anything else."""
     if len(text) != 10:
         raise ValueError(text)
-    return (_dt.date.fromisoformat(text) - _EPOCH).days
+    import datetime
+
+    return datetime.date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL

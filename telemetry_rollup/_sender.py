@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
-import random
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -74,6 +70,8 @@ class Pipeline:
             if p.name in ("CURRENT", gen.name):
                 continue
             if p.is_dir() and not p.is_symlink():
+                import shutil  # here, not at the top: a CLI's exit hook imports this module
+
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):
@@ -173,6 +171,8 @@ class Pipeline:
             return None, BuildStats(0, 0, 0, False)
         for day in [d for d in completed if _rollup.expired(d, today=today)]:
             dropped += sum(completed.pop(day).values())
+        import uuid
+
         new_reports = _rollup.make_reports(completed, lambda: str(uuid.uuid4()))
         everything = sorted([*(r for _, r in kept), *new_reports], key=lambda r: (r["day"], r["id"]))
         excess = everything[: max(0, len(everything) - _rollup.OUTBOX_CAP)]
@@ -204,6 +204,8 @@ class Pipeline:
 
     def cleanup(self, old: Path) -> None:
         """Remove the superseded generation, with the inputs it consumed (recover() would too)."""
+        import shutil
+
         shutil.rmtree(old, ignore_errors=True)
 
     # -- step 4: send ---------------------------------------------------------------------------
@@ -301,6 +303,8 @@ class Pipeline:
             if outcome.kind == "retry":
                 prev = float(state.get("backoff_s", 0) or 0)
                 backoff = MIN_BACKOFF if prev <= 0 else min(MAX_BACKOFF, prev * 2)
+                import random
+
                 delay = backoff * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
                 if outcome.retry_after is not None:
                     delay = max(delay, min(outcome.retry_after, MAX_BACKOFF))
@@ -349,6 +353,8 @@ def run_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     os_name = {"darwin": "macos", "win32": "windows", "cygwin": "windows"}.get(
         plat, plat.rstrip("0123456789") or "unknown"
     )
+    import platform
+
     arch = "".join(ch for ch in platform.machine().lower() if ch.isalnum() or ch in "_.+-")[:32] or "unknown"
     return {
         "os": os_name,
