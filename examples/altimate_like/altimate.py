@@ -183,10 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--prompt", default="explain my model")
     p.add_argument("--sql", default="select 1")
     p.add_argument("--path", default="models/orders.sql")
+    p.add_argument("--send-today", action="store_true", help="close today and send now (CI, demos)")
     add_telemetry_command(sub, app=APP)
     args = parser.parse_args(argv)
     if args.command == "run":
         run_sessions(tel, max(2, args.sessions), args.prompt, args.sql, args.path)
+        if args.send_today:
+            tel.send(timeout=5.0, include_today=True)  # with the bearer token, if signed in
         print(f"{max(2, args.sessions)} sessions done")
         return 0
     return int(args.func(args))
