@@ -268,3 +268,27 @@ def test_cli_policy(home: Path, receiver: Receiver) -> None:
     r = run(YOURCLI, "telemetry", "enable", env=env)
     assert r.returncode == 0 and "telemetry is on" in r.stdout
     assert_clean(home, receiver, [m])
+
+
+def test_cli_policy_against_the_reference_server(home: Path, tmp_path: Path) -> None:
+    """The same tool against ``python -m telemetry_rollup.server``: what it stores is what was promised."""
+    sys.path.insert(0, str(Path(__file__).parent / "server"))
+    from server_helpers import Server, report_json
+
+    server = Server(f"sqlite:///{tmp_path / 'ref.db'}", tmp_path)
+    try:
+        env = {"YOURCLI_TELEMETRY_ENDPOINT": server.url + "/v1/rollups"}
+        assert run(YOURCLI, "build", env=env).returncode == 0
+        assert run(YOURCLI, "build", "--manifest", "x.json", env=env).returncode == 1
+        r = run(YOURCLI, "telemetry", "flush", "--include-today", env=env)
+        assert r.returncode == 0, r.stderr
+        rows = {row["name"]: row["total"] for row in report_json(server, "yourcli")["counts"]}
+        assert {k: v for k, v in rows.items() if ":dur:" not in k} == {
+            "cmd:build": 2,
+            "cmd:build:ok": 1,
+            "cmd:build:error": 1,
+            "cmd:build:error:invalid_manifest": 1,
+            "_run:script": 2,
+        }
+    finally:
+        server.stop()
