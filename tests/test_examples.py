@@ -78,7 +78,7 @@ def test_codegraph_cli_and_stdio_server(home: Path, receiver: Receiver, tmp_path
         assert r.returncode == 0 and not (home / "codegraph").exists()
 
     r = run(CODEGRAPH, "index", str(proj), env=env)
-    assert r.returncode == 0 and "codegraph collects anonymous usage counts" in r.stderr  # first-run notice
+    assert r.returncode == 0 and "`codegraph telemetry off`" in r.stderr  # first-run notice
     assert run(CODEGRAPH, "query", f"where is {m}", env=env).returncode == 0
     assert run(CODEGRAPH, "install", "--target", "cursor", "--scope", "global", env=env).returncode == 0
 

@@ -56,7 +56,10 @@ def setup() -> None:
         env_prefix="CODEGRAPH",
         allow=["command:*", "index.lang:*", "index.files:*", "install.*", "uninstall", "mcp.tool:*", "mcp.client:*"],
         flush_interval=float(os.environ.get("CODEGRAPH_FLUSH_INTERVAL", "60")),
-        notice_url="https://example.com/codegraph/TELEMETRY.md",
+        notice=(
+            "codegraph collects anonymous usage counts (commands, MCP tools, languages; per day), never code, "
+            "paths, names or queries. Turn off: `codegraph telemetry off`, CODEGRAPH_TELEMETRY=0 or DO_NOT_TRACK=1."
+        ),
     )
 
 
