@@ -239,8 +239,12 @@ class Pipeline:
         deadline: float,
         headers: dict[str, str] | None = None,
         on_body: Callable[[bytes, _transport.Outcome], None] | None = None,
+        keep_on_401: bool = False,
     ) -> SendStats:
         """POST the due reports; acknowledge (delete) on 2xx, drop on a final 4xx, keep otherwise.
+
+        ``keep_on_401``: the app authenticates (it declared headers), so a 401 means "this token,
+        not these reports": they are kept and retried later (with a fresh token or anonymously).
 
         ``deadline`` is a ``time.monotonic()`` instant bounding the whole call."""
         sent = rejected = kept = refused = 0
@@ -250,6 +254,8 @@ class Pipeline:
         for i, (paths, body) in enumerate(bodies):
             remaining = deadline - time.monotonic()
             outcome = _transport.post(endpoint, body, timeout=remaining, headers=headers)
+            if keep_on_401 and outcome.status == 401:
+                outcome = outcome._replace(kind="retry", detail=outcome.detail + " (credentials refused: kept)")
             if on_body is not None:
                 on_body(body, outcome)
             if outcome.kind == "retry":
@@ -479,7 +485,10 @@ def run(
         if not force:
             pipe.note_try()
         meta = meta_for(store, config, env, create_id=True)
-        stats = pipe.send(gen, endpoint=str(endpoint), meta=meta, deadline=deadline, headers=headers)
+        keep_on_401 = bool(headers) or config.get("auth_headers") is True
+        stats = pipe.send(
+            gen, endpoint=str(endpoint), meta=meta, deadline=deadline, headers=headers, keep_on_401=keep_on_401
+        )
         return RunResult(store.app, decision.mode, built=built, sent=stats)
 
 

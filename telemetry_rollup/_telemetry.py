@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ._consent import Decision, env_decision, notice_text, resolve
 from ._counters import Counters
@@ -111,6 +111,7 @@ class Telemetry:
         self._mp_hooked = False
         self._persisting_in: int | None = None  # thread ident inside _persist, for the SIGTERM handler
         self._term_pending = False
+        self._headers: Any = None
         if app is not None:
             self.configure(app, **options)
 
@@ -129,8 +130,15 @@ class Telemetry:
         notice: str | None = None,
         notice_url: str | None = None,
         home: str | None = None,
+        headers: Mapping[str, str] | Callable[[], Mapping[str, str] | None] | None = None,
     ) -> None:
         """Attach this instance to ``app`` (or reconfigure it). Counts made before are kept.
+
+        ``headers``: extra request headers (a bearer token for a signed-in user), as a mapping or a
+        callable evaluated at each send. They live only in this process: never written to disk,
+        never shown; sends made by this process (``send()``, the background flusher) carry them,
+        the detached sender started at exit sends without them. While an app declares headers, a
+        401 answer keeps the reports for a later try instead of dropping them.
 
         Invalid arguments never raise: telemetry is switched off and the reason logged at debug level.
         """
@@ -162,6 +170,7 @@ class Telemetry:
                 "notice_url": notice_url,
                 "home": str(root),
             }
+            self._headers = headers
             self._counters.allow = _allow_matcher(allow)
             self._decision = self._decide()
             self._apply_mode()
@@ -338,6 +347,9 @@ class Telemetry:
             "send_interval": self._options["send_interval"],
             "notice_url": self._options["notice_url"],
         }
+        if self._headers is not None:
+            # Only the fact that the app authenticates (so a 401 keeps reports), never a value.
+            wanted["auth_headers"] = True
         if store.config() != wanted:
             store.write_json(store.config_file, wanted)
         self._config_written = True
@@ -353,7 +365,13 @@ class Telemetry:
             from ._sender import run
 
             left = max(0.0, timeout - (time.monotonic() - start))
-            res = run(self._store, timeout=left, include_today=include_today, allow_send=not self.told_this_run)
+            res = run(
+                self._store,
+                timeout=left,
+                include_today=include_today,
+                allow_send=not self.told_this_run,
+                headers=self._headers_now(),
+            )
             dropped = res.built.dropped_counts if res.built else 0
             if res.sent is None:
                 return SendResult(0, 0, dropped)
@@ -361,6 +379,17 @@ class Telemetry:
         except Exception as exc:
             log.debug("send failed: %r", exc)
             return SendResult()
+
+    def _headers_now(self) -> dict[str, str] | None:
+        """The configured headers, the callable evaluated now; None if absent, empty or invalid."""
+        from ._transport import clean_headers
+
+        h = self._headers
+        try:
+            return clean_headers(h() if callable(h) else h)
+        except Exception as exc:
+            log.debug("headers callable failed, sending without headers: %s", type(exc).__name__)
+            return None
 
     def _due(self) -> bool:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""
@@ -432,7 +461,7 @@ class Telemetry:
                 if self._due():
                     from ._sender import run
 
-                    run(self._store, timeout=5.0, allow_send=not self.told_this_run)
+                    run(self._store, timeout=5.0, allow_send=not self.told_this_run, headers=self._headers_now())
             except Exception as exc:
                 log.debug("background flush failed: %r", exc)
 

@@ -1,10 +1,11 @@
 """The only module that imports requests, and only when a request is actually made.
 
 Maps every response to one of three outcomes: sent (2xx), rejected for good (400, 401, 403,
-404, 410, 413, 422) or retry later (everything else: 408, 425, 429, 5xx, redirects, timeouts,
-connection and TLS errors). A whole call is bounded by its deadline, not per socket operation:
-the request runs on a daemon thread that is abandoned when time is up, so a server trickling
-bytes cannot hold the caller past its timeout.
+404, 410, 413, 422; the sender keeps a 401 for an app that authenticates) or retry later
+(everything else: 408, 425, 429, 5xx, redirects, timeouts, connection and TLS errors). A whole
+call is bounded by its deadline, not per socket operation: the request runs on a daemon thread
+that is abandoned when time is up, so a server trickling bytes cannot hold the caller past its
+timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +18,23 @@ from typing import Any, NamedTuple
 log = logging.getLogger("telemetry_rollup")
 
 REJECTED = frozenset({400, 401, 403, 404, 410, 413, 422})
+
+
+def clean_headers(headers: Any) -> dict[str, str] | None:
+    """Extra request headers as a plain dict, or None when absent or malformed (then none are sent).
+
+    Names and values must be non-empty strings without CR, LF or NUL; the library's own
+    Content-Type and User-Agent cannot be replaced."""
+    if not headers or not hasattr(headers, "items"):
+        return None
+    out: dict[str, str] = {}
+    for k, v in headers.items():
+        if not (isinstance(k, str) and isinstance(v, str) and k and v):
+            return None
+        if any(c in k + v for c in "\r\n\0") or k.lower() in ("content-type", "user-agent", "content-length"):
+            return None
+        out[k] = v
+    return out or None
 
 
 class Outcome(NamedTuple):

@@ -34,9 +34,13 @@ def build_parser(prog: str = "python -m telemetry_rollup", app: str | None = Non
     return p
 
 
-def add_commands(sub: Any, app: str | None = None) -> None:
+def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | None = None) -> None:
     """Add every per-app command to a subparsers action. With ``app`` (a host tool's own
-    ``telemetry`` command) there is no ``--app``: every command applies to that app."""
+    ``telemetry`` command) there is no ``--app``: every command applies to that app.
+    ``aliases`` maps extra names to commands (``{"enable": "on"}``)."""
+    also: dict[str, list[str]] = {}
+    for alias, target in (aliases or {}).items():
+        also.setdefault(target, []).append(alias)
 
     def app_option(p: argparse.ArgumentParser, what: str, required: bool = False) -> None:
         if app is None:
@@ -51,7 +55,7 @@ def add_commands(sub: Any, app: str | None = None) -> None:
         ("local", "store the choice: count on this machine, send nothing"),
         ("off", "store the choice: count nothing; delete everything and ask the receiver to forget"),
     ):
-        p = sub.add_parser(mode, help=text)
+        p = sub.add_parser(mode, help=text, aliases=also.get(mode, []))
         app_option(p, "the app", required=(app is None and mode != "off"))
         if mode == "off":
             if app is None:
@@ -84,9 +88,17 @@ def add_commands(sub: Any, app: str | None = None) -> None:
 
 
 def add_telemetry_command(
-    parser_or_subparsers: Any, app: str, *, name: str = "telemetry", help: str | None = None
+    parser_or_subparsers: Any,
+    app: str,
+    *,
+    name: str = "telemetry",
+    help: str | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> argparse.ArgumentParser:
     """Add ``<tool> telemetry status|on|off|local|show|reset-id|flush`` to a host tool's parser.
+
+    ``aliases`` gives the mode commands other names, e.g. ``{"enable": "on", "disable": "off"}``
+    for a tool whose policy says ``tool telemetry enable|disable``.
 
     ``parser_or_subparsers`` is the host's ``ArgumentParser`` (its subparsers are found or made)
     or the action ``add_subparsers()`` returned. The parsed namespace gets ``func``: call
@@ -100,11 +112,14 @@ def add_telemetry_command(
     tp = sub.add_parser(name, help=help or f"see and control what {app} records about its use")
     nested = tp.add_subparsers(dest="telemetry_command", metavar="COMMAND")
     nested.required = True
-    add_commands(nested, app=app)
+    bad = {k: v for k, v in (aliases or {}).items() if v not in ("on", "local", "off")}
+    if bad:
+        raise ValueError(f"aliases may name only on, local or off: {bad}")
+    add_commands(nested, app=app, aliases=aliases)
 
     def run(args: argparse.Namespace, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
         ns = argparse.Namespace(**vars(args))
-        ns.command = ns.telemetry_command
+        ns.command = (aliases or {}).get(ns.telemetry_command, ns.telemetry_command)
         ns.app = app
         return _run_parsed(ns, f"{prog_parent} {name}", stdout or sys.stdout, stderr or sys.stderr)
 

@@ -17,6 +17,7 @@ from typing import Any
 class Receiver:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.request_headers: list[dict[str, str]] = []  # every POST's headers, in order
         self.reports: dict[str, dict[str, Any]] = {}  # id -> report (first copy)
         self.deliveries: dict[str, int] = {}  # id -> times received
         self.rejected: dict[str, dict[str, Any]] = {}  # id -> report, for bodies answered with a final 4xx
@@ -37,6 +38,8 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                with recv.lock:
+                    recv.request_headers.append(dict(self.headers.items()))
                 mode = recv.behaviour
                 if mode == "hang":
                     recv.release.wait(30)
