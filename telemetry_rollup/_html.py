@@ -153,8 +153,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "
 def page(title: str, body: str) -> str:
     """A complete document: inline CSS, no script, and a CSP that forbids loading anything."""
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\';'
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline';"
         " img-src data:; form-action 'self'\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
