@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Width of one chart in CSS pixels.
-WIDTH = 460
+WIDTH = 440
 _PALETTE = ("#3b6fb6", "#d9822b", "#3a9a5b", "#b4414f", "#7b5ea7", "#8c6d46", "#c9569e", "#6f7f8f")
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:1.5em auto;
 max-width:1000px;padding:0 1em;color:#1d2329;background:#fff}
 h1{font-size:1.5em;margin-bottom:.2em}h2{border-bottom:1px solid #d5dbe1;padding-bottom:.2em;margin-top:1.6em}
-h3{font-size:1em;margin:1.2em 0 .3em}.muted{color:#5b6670}.grid{display:flex;flex-wrap:wrap;gap:1em}
+h3{font-size:1em;margin:1.2em 0 .3em}.muted{color:#5b6670}
+.grid{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 figure.chart{margin:0 0 1em 0;border:1px solid #e1e6eb;border-radius:6px;padding:.5em;background:#fbfcfd}
 figcaption{font-weight:600;margin-bottom:.3em}svg text{font-size:11px;fill:#1d2329}
 svg text.value{font-weight:600}table{border-collapse:collapse;margin:.4em 0}

@@ -42,9 +42,7 @@ def test_what_each_chart_is_fed() -> None:
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_view_writes_the_page(home: Path, tmp_path: Path) -> None:
@@ -60,10 +58,12 @@ def test_view_writes_the_page(home: Path, tmp_path: Path) -> None:
     assert r.stdout == f"{out}\n"
     html = out.read_text()
     assert "<script" not in html
-    assert set(re.findall(r"https?://[^\s\"<,]+", html)) == {"http://127.0.0.1:9/v1/rollups"}  # the endpoint, as text
+    # The only URL is the endpoint, printed as text.
+    assert set(re.findall(r"https?://[^\s\"<,]+", html)) == {"http://127.0.0.1:9/v1/rollups"}
     assert 'data-mode="local"' in html and "ACME_TELEMETRY is set in this environment" in html
     pending = html.split('data-chart="pending_days"')[1].split("</figure>")[0]
-    assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', pending) == ["11"]  # 3 + 4 builds, 2 lints, 2 _run:script
+    # 3 + 4 builds, 2 lints, 2 _run:script
+    assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', pending) == ["11"]
     assert "nothing sent yet" in html
     assert "mode is local (ACME_TELEMETRY): this is what would be sent; nothing is" in html
     # Without --out: a new temp file, its path printed.
