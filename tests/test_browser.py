@@ -2,7 +2,7 @@
 the dashboard from a real server on 127.0.0.1 fed by real client processes on three "machines"
 (three data roots), and the page ``view`` writes; the DOM Chromium builds must hold the charts
 with the right numbers, no request of the page may leave 127.0.0.1 (Chromium's net log), and
-the screenshots docs/dashboard.png and docs/view.png are refreshed.
+screenshots are taken (``UPDATE_SCREENSHOTS=1`` refreshes docs/dashboard.png and docs/view.png).
 
 Chromium is driven with its own ``--headless --dump-dom`` / ``--screenshot``: no Playwright.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,17 @@ sys.path.insert(0, str(Path(__file__).parent / "server"))
 from server_helpers import Server  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: ``UPDATE_SCREENSHOTS=1`` copies the screenshots over docs/*.png (for README); otherwise they
+#: stay under the test's tmp_path, so a test run leaves the checkout as it was.
+UPDATE_DOCS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+
+
+def screenshot(tmp: Path, url: str, name: str, size: str) -> None:
+    shot = tmp / name
+    chromium(tmp, url, f"--screenshot={shot}", f"--window-size={size}")
+    assert shot.stat().st_size > 10_000  # a blank page is ~5 KB
+    if UPDATE_DOCS:
+        shutil.copyfile(shot, DOCS / name)
 TOKEN = "dashboard-token-for-tests"
 
 CLIENT = """
@@ -166,8 +178,7 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         # Without the token the browser gets the 401, not the page.
         denied, _ = chromium(tmp_path, f"{server.url}/dashboard?app=acme", "--dump-dom")
         assert 'data-chart="totals"' not in denied and "dashboard credentials required" in denied
-        chromium(tmp_path, url, f"--screenshot={DOCS / 'dashboard.png'}", "--window-size=1000,1500")
-        assert (DOCS / "dashboard.png").stat().st_size > 10_000
+        screenshot(tmp_path, url, "dashboard.png", "1000,1500")
     finally:
         server.stop()
 
@@ -202,5 +213,4 @@ def test_view_in_chromium(home: Path, tmp_path: Path) -> None:
     assert '"build": 4' in dom  # the exact payload
     assert external_urls(dom, server.url + "/") == set()  # only the endpoint, printed as text
     assert all(r["url"].startswith("file:") for r in requests), requests
-    chromium(tmp_path, page.as_uri(), f"--screenshot={DOCS / 'view.png'}", "--window-size=1000,1500")
-    assert (DOCS / "view.png").stat().st_size > 10_000
+    screenshot(tmp_path, page.as_uri(), "view.png", "1000,1500")
