@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from telemetry_rollup.server import dashboard
@@ -59,7 +59,7 @@ def install(app: FastAPI, store: SQLStore, access: DashboardAccess, clock: Calla
     challenge = 'Basic realm="telemetry_rollup dashboard"' if access.user is not None else "Bearer"
 
     @app.get("/dashboard", response_class=HTMLResponse, response_model=None, include_in_schema=False)
-    async def get_dashboard(request: Request) -> HTMLResponse | JSONResponse:
+    async def get_dashboard(request: Request) -> Response:
         params = dict(request.query_params)
         token = params.pop("token", "")
         if not allowed(access, request.headers.get("authorization", ""), token):
