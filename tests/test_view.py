@@ -8,12 +8,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from telemetry_rollup._view import AppView, charts, next_counts
 
 CLIENT = """
 import sys
+import time
 import telemetry_rollup as tr
 tr.configure("acme", endpoint="http://127.0.0.1:9/v1/rollups", app_version="2.0.0")
 tr.count("build", int(sys.argv[1]))
@@ -75,3 +77,23 @@ def test_view_writes_the_page(home: Path, tmp_path: Path) -> None:
     r = run("-m", "telemetry_rollup", "view", "--no-open", "--app", "nothing", "--out", str(out), env=env)
     assert r.returncode == 0
     assert "nothing has recorded nothing on this machine" in out.read_text()
+
+
+def test_view_opens_the_browser_the_environment_names(home: Path, tmp_path: Path) -> None:
+    """``webbrowser`` honours $BROWSER: here a script that records the URL it was given."""
+    env = {**os.environ, "ACME_TELEMETRY": "local"}
+    client = tmp_path / "client.py"
+    client.write_text(CLIENT)
+    assert run(str(client), "1", env=env).returncode == 0
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"import sys\nopen({str(opened)!r}, 'w').write(sys.argv[1])\n")
+    env["BROWSER"] = f"{sys.executable} {browser} %s"
+    out = tmp_path / "page.html"
+    r = run("-m", "telemetry_rollup", "view", "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{out} (opened in your browser)\n"
+    deadline = time.monotonic() + 20
+    while not opened.exists() and time.monotonic() < deadline:  # webbrowser may not wait for it
+        time.sleep(0.05)
+    assert opened.read_text() == out.as_uri()
