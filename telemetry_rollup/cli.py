@@ -68,6 +68,11 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
     sh.add_argument("--raw", action="store_true", help="the bodies byte for byte, one per line, nothing else")
     sh.add_argument("--include-today", action="store_true", help="as flush --include-today would (closes today)")
 
+    v = sub.add_parser("view", help="write a local HTML page of what is recorded and would be sent, and open it")
+    app_option(v, "only this app (default: every app on this machine)")
+    v.add_argument("--out", help="the HTML file to write (default: a new file in the temp directory)")
+    v.add_argument("--no-open", action="store_true", help="only write the file and print its path")
+
     r = sub.add_parser("reset-id", help="a new machine id; pending reports go out under it")
     app_option(r, "the app", required=True)
 
@@ -202,6 +207,7 @@ def _dispatch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         "off": cmd_mode,
         "show": cmd_show,
         "reset-id": cmd_reset_id,
+        "view": cmd_view,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -332,60 +338,74 @@ def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    for store in _stores(args.app):
+        bodies, notes = show_bodies(store, os.environ, args.include_today)
+        _emit_show(args, out, err, store.app, bodies, notes)
+    return 0
+
+
+def show_bodies(
+    store: AppStore, env: Any, include_today: bool = False
+) -> tuple[list[tuple[str, str | None, bytes]], list[str]]:
+    """What ``show`` prints for one app: the (what, url, body) requests the next send would
+    POST, and notes on why less or nothing is sent. Rolls up due counts, as a send would."""
     import time
 
     from ._control import forget_body, forget_requests, opted_out_by_env
     from ._sender import Pipeline, decide, meta_for, today_iso
 
-    env = os.environ
-    for store in _stores(args.app):
-        bodies: list[tuple[str, str | None, bytes]] = []
-        notes: list[str] = []
-        if not store.exists():
-            notes.append(f"{store.app} has recorded nothing on this machine")
-            _emit_show(args, out, err, store.app, bodies, notes)
-            continue
-        opt_out = opted_out_by_env(store, env)
-        if opt_out is not None:
-            notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
-            _emit_show(args, out, err, store.app, bodies, notes)
-            continue
-        for r in forget_requests(store):
-            bodies.append(("deletion request for an old machine id", str(r["endpoint"]), forget_body(store, r)))
-        decision = decide(store, env)
-        endpoint = store.config().get("endpoint")
-        url = endpoint if isinstance(endpoint, str) and endpoint else None
-        if decision.mode == "off":
-            notes.append(f"mode is off ({decision.source}): no report is kept or sent")
+    bodies: list[tuple[str, str | None, bytes]] = []
+    notes: list[str] = []
+    if not store.exists():
+        notes.append(f"{store.app} has recorded nothing on this machine")
+        return bodies, notes
+    opt_out = opted_out_by_env(store, env)
+    if opt_out is not None:
+        notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
+        return bodies, notes
+    for r in forget_requests(store):
+        bodies.append(("deletion request for an old machine id", str(r["endpoint"]), forget_body(store, r)))
+    decision = decide(store, env)
+    endpoint = store.config().get("endpoint")
+    url = endpoint if isinstance(endpoint, str) and endpoint else None
+    if decision.mode == "off":
+        notes.append(f"mode is off ({decision.source}): no report is kept or sent")
+        return bodies, notes
+    with store.lock_sender(10.0):
+        if store.stored_mode() == "off":
+            notes.append("mode is off: no report is kept or sent")
         else:
-            with store.lock_sender(10.0):
-                if store.stored_mode() == "off":
-                    notes.append("mode is off: no report is kept or sent")
-                else:
-                    pipe = Pipeline(store)
-                    gen = pipe.recover()
-                    from ._store import LockTimeout
+            pipe = Pipeline(store)
+            gen = pipe.recover()
+            from ._store import LockTimeout
 
-                    try:
-                        pipe.claim(gen, timeout=1.0)
-                    except LockTimeout:
-                        notes.append("the buffer is busy: its newest lines are not included")
-                    gen, _ = pipe.build(gen, today=today_iso(time.time()), include_today=args.include_today)
-                    meta = meta_for(store, store.config(), env, create_id=False)
-                    for _, body in pipe.request_bodies(gen, meta):
-                        bodies.append(("reports", url, body))
-                    if store.machine_id(create=False) is None and any(w == "reports" for w, _, _ in bodies):
-                        notes.append(
-                            "no machine id exists yet: the first send makes a random one in place of "
-                            + str(meta["machine_id"])
-                        )
-            if decision.mode == "local":
-                notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
-            elif url is None:
-                notes.append("no endpoint is configured: nothing is sent")
-            elif decision.source == "default" and not store.notice_file.exists():
-                notes.append("nothing is sent before the notice has been shown once")
-        _emit_show(args, out, err, store.app, bodies, notes)
+            try:
+                pipe.claim(gen, timeout=1.0)
+            except LockTimeout:
+                notes.append("the buffer is busy: its newest lines are not included")
+            gen, _ = pipe.build(gen, today=today_iso(time.time()), include_today=include_today)
+            meta = meta_for(store, store.config(), env, create_id=False)
+            for _, body in pipe.request_bodies(gen, meta):
+                bodies.append(("reports", url, body))
+            if store.machine_id(create=False) is None and any(w == "reports" for w, _, _ in bodies):
+                notes.append(
+                    "no machine id exists yet: the first send makes a random one in place of "
+                    + str(meta["machine_id"])
+                )
+    if decision.mode == "local":
+        notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
+    elif url is None:
+        notes.append("no endpoint is configured: nothing is sent")
+    elif decision.source == "default" and not store.notice_file.exists():
+        notes.append("nothing is sent before the notice has been shown once")
+    return bodies, notes
+
+
+def cmd_view(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from ._view import write_view
+
+    path, opened = write_view(args.app, args.out, open_browser=not args.no_open)
+    out.write(f"{path}\n" if not opened else f"{path} (opened in your browser)\n")
     return 0
 
 

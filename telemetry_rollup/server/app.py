@@ -1,4 +1,5 @@
-"""The FastAPI app: ``POST /v1/rollups``, ``GET /healthz``, ``GET /``.
+"""The FastAPI app: ``POST /v1/rollups``, ``GET /healthz``, ``GET /`` (and ``GET /dashboard``
+when the config enables it, see ``dashboard_http.py``).
 
 The endpoint reads the body itself rather than letting FastAPI parse it, so the size rules
 hold before anything is parsed: no ``Content-Length`` (a chunked body) -> 411, a declared
@@ -244,6 +245,10 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign] # FastAPI's documented override
+    if config.dashboard is not None:
+        from telemetry_rollup.server import dashboard_http
+
+        dashboard_http.install(app, store, config.dashboard, clock)
     return app
 
 

@@ -179,7 +179,11 @@ def _report_parser() -> _Parser:
     parser.add_argument("--db", help="sqlite:///file.db, sqlite:////abs/file.db or postgresql://…")
     parser.add_argument("--app", help="only this app")
     parser.add_argument("--days", type=int, default=30, help="last N days (UTC), default 30")
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--format", choices=(*FORMATS, "html"), default="table")
+    parser.add_argument("--since", help="html: first day YYYY-MM-DD (default: from --days)")
+    parser.add_argument("--until", help="html: last day YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument("--name", help="html: only counters matching this name or glob")
+    parser.add_argument("--out", type=Path, help="write to this file instead of stdout")
     return parser
 
 
@@ -200,14 +204,33 @@ def report_main(argv: list[str]) -> int:
         return _fail(prog, str(exc), 1)
     try:
         today = datetime.now(timezone.utc).date()
-        text = FORMATTERS[args.format](build_report(store, args.app, args.days, today))
+        if args.format == "html":
+            text = _html_report(store, args, today)
+        else:
+            text = FORMATTERS[args.format](build_report(store, args.app, args.days, today))
     except StoreError as exc:
         return _fail(prog, str(exc), 1)
+    except ValueError as exc:  # dashboard.QueryError
+        return _fail(prog, str(exc), 2)
     finally:
         store.close()
+    if args.out is not None:
+        try:
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _fail(prog, f"cannot write {args.out}: {exc.strerror}", 1)
+        return 0
     sys.stdout.write(text)
     sys.stdout.flush()
     return 0
+
+
+def _html_report(store: Any, args: argparse.Namespace, today: Any) -> str:
+    from telemetry_rollup.server import dashboard
+
+    params = {"app": args.app or "", "days": str(args.days), "since": args.since or "", "until": args.until or ""}
+    query = dashboard.parse_query({**params, "name": args.name or ""}, today)
+    return dashboard.html_report(store, query)
 
 
 def main(argv: list[str] | None = None) -> int:

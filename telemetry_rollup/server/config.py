@@ -12,6 +12,10 @@ name, every Python). Both spell the same structure::
     counters = ["build", "lint", "cmd.*", "_*"]   # exact names or fnmatch globs; omit = all
     min_version = "1.2.0"   # reports from older (or unknown) app versions are refused
 
+    [dashboard]             # GET /dashboard; absent = the dashboard is off (404)
+    token = "long-random-string"          # Authorization: Bearer <token> (or ?token=)
+    # user = "ops"; password = "..."      # and/or HTTP basic auth
+
 Unknown keys are errors: a typo must not silently open or close the allowlist.
 ``parse_config`` is pure; ``load_config`` reads a file and calls it.
 """
@@ -65,11 +69,21 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class DashboardAccess:
+    """Who may read ``GET /dashboard``: a bearer token, basic-auth credentials, or both."""
+
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
-    """``apps=None`` means every app is accepted with every counter."""
+    """``apps=None`` means every app is accepted with every counter; ``dashboard=None``: no dashboard."""
 
     limits: Limits = field(default_factory=Limits)
     apps: dict[str, AppRule] | None = None
+    dashboard: DashboardAccess | None = None
 
     def rule_for(self, app: str) -> AppRule | None:
         """The app's rule, or None when the app is not allowed at all."""
@@ -112,7 +126,7 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Build a :class:`Config` from decoded TOML/JSON, or raise :class:`ConfigError`."""
     _expect(data, dict, "config")
-    _check_keys(data, {"limits", "apps"}, "config")
+    _check_keys(data, {"limits", "apps", "dashboard"}, "config")
     limits = Limits()
     if "limits" in data:
         raw = _expect(data["limits"], dict, "limits")
@@ -147,7 +161,21 @@ def parse_config(data: Mapping[str, Any]) -> Config:
                 if min_version is None:
                     raise ConfigError(f"{where}.min_version: not a version")
             apps[name] = AppRule(counters=counters, min_version=min_version)
-    return Config(limits=limits, apps=apps)
+    dashboard = _parse_dashboard(data["dashboard"]) if "dashboard" in data else None
+    return Config(limits=limits, apps=apps, dashboard=dashboard)
+
+
+def _parse_dashboard(raw_section: object) -> DashboardAccess:
+    raw = _expect(raw_section, dict, "dashboard")
+    _check_keys(raw, {"token", "user", "password"}, "dashboard")
+    values = {k: _expect(raw[k], str, f"dashboard.{k}") for k in ("token", "user", "password") if k in raw}
+    if any(len(v) < 8 if k != "user" else not v for k, v in values.items()):
+        raise ConfigError("dashboard: the token and password need at least 8 characters, the user one")
+    if ("user" in values) != ("password" in values):
+        raise ConfigError("dashboard: user and password go together")
+    if not values:
+        raise ConfigError("dashboard: give a token, or a user and password")
+    return DashboardAccess(**values)
 
 
 def _load_toml(raw: bytes) -> Any:

@@ -347,6 +347,16 @@ class SQLStore:
             ).fetchall()
         return [(a, d, n, int(t), int(m)) for a, d, n, t, m in rows]
 
+    def machines_per_day(self, app: str | None, since: str) -> list[tuple[str, str, int]]:
+        """(app, day, distinct machine ids that sent a report for that day)."""
+        with self.transaction() as tx:
+            rows = tx.execute(
+                "SELECT app, day, COUNT(DISTINCT machine_id) FROM reports WHERE day >= ?"
+                " AND (CAST(? AS TEXT) IS NULL OR app = ?) GROUP BY app, day ORDER BY app, day",
+                (since, app, app),
+            ).fetchall()
+        return [(a, d, int(m)) for a, d, m in rows]
+
     def machines_by(self, dimension: str, app: str | None, since: str) -> list[MachinesRow]:
         sql = _MACHINES_BY[dimension]
         with self.transaction() as tx:
