@@ -502,6 +502,29 @@ def auto_due(store: AppStore, send_interval: float, now: float) -> bool:
     return has_due_data(store, now)
 
 
+def claim_autosend(store: AppStore, send_interval: float, now: float) -> bool:
+    """Exactly one exiting process per send interval starts the detached sender.
+
+    When a hundred short CLIs exit together with reports due, each would otherwise spawn a sender
+    (all but one then find the sender lock taken): a burst of interpreters on a small machine.
+    The token ``autosend.<interval number>`` is created with O_EXCL; older tokens are removed.
+    """
+    bucket = int(now // max(send_interval, 60.0))
+    name = f"autosend.{bucket}"
+    try:
+        fd = os.open(store.dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        for entry in os.listdir(store.dir):
+            if entry.startswith("autosend.") and entry != name:
+                os.unlink(store.dir / entry)
+    except OSError:
+        pass
+    return True
+
+
 def _first_day(data: bytes | None) -> bytes | None:
     if data and b'"d":"' in data:
         return data.split(b'"d":"', 1)[1][:10]

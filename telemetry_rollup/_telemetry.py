@@ -477,7 +477,10 @@ class Telemetry:
             left = EXIT_BUDGET - (time.monotonic() - start)
             self._persist(fast=True, timeout=max(0.0, min(EXIT_LOCK_WAIT, left - 0.5)))
             if spawn and self._due():
-                self._spawn_sender()
+                from ._sender import claim_autosend
+
+                if claim_autosend(self._store, self._options["send_interval"], time.time()):
+                    self._spawn_sender()
         except Exception as exc:
             log.debug("exit hook failed: %r", exc)
 
