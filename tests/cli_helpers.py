@@ -8,68 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from receiver import Receiver  # noqa: F401 - the CLI tests import it from here
 from telemetry_rollup import cli
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that records every POST body and answers ``status``."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.status = status
-        self.bodies: list[bytes] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(n)
-                outer.bodies.append(body)
-                obj = json.loads(body)
-                if obj.get("forget"):
-                    answer: dict[str, Any] = {"forgotten": True}
-                else:
-                    answer = {"stored": len(obj["reports"]), "duplicates": 0, "refused": 0}
-                data = json.dumps(answer).encode()
-                self.send_response(outer.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/rollups"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def json_bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(b) for b in self.bodies]
-
-    def wait_for(self, n: int, timeout: float = 15.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.bodies) >= n:
-                return True
-            time.sleep(0.05)
-        return len(self.bodies) >= n
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> Receiver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """A real HTTP receiver on 127.0.0.1 for delivery tests, with switchable behaviour.
 
-It deduplicates by report id, as the reference server does, and keeps every body it was sent,
-so a test can assert what was delivered and how often.
+It deduplicates by report id, as the reference server does, and keeps every body it was sent
+(``bodies``, whatever it answered), so a test can assert what was delivered and how often. It
+answers a deletion request with ``{"forgotten": true}``. Use it started (``Receiver().start()``)
+or as a context manager.
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ from typing import Any
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, status: int = 200) -> None:
         self.bodies: list[bytes] = []
         self.request_headers: list[dict[str, str]] = []  # every POST's headers, in order
         self.reports: dict[str, dict[str, Any]] = {}  # id -> report (first copy)
         self.deliveries: dict[str, int] = {}  # id -> times received
         self.rejected: dict[str, dict[str, Any]] = {}  # id -> report, for bodies answered with a final 4xx
         self.connections = 0
-        self.behaviour: str = "ok"  # ok | status | hang | store_then_hangup | trickle
-        self.status = 200
+        self.behaviour: str = "ok" if status == 200 else "status"  # ok | status | hang | store_then_hangup | trickle
+        self.status = status
         self.headers: dict[str, str] = {}
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -39,6 +41,7 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 with recv.lock:
+                    recv.bodies.append(body)
                     recv.request_headers.append(dict(self.headers.items()))
                 mode = recv.behaviour
                 if mode == "hang":
@@ -65,7 +68,8 @@ class Receiver:
                     with recv.lock:
                         for r in json.loads(body).get("reports", []):
                             recv.rejected.setdefault(r["id"], r)
-                out = json.dumps({"stored": 1, "duplicates": 0, "refused": 0}).encode()
+                forget = b'"forget"' in body
+                out = json.dumps({"forgotten": True} if forget else {"stored": 1, "duplicates": 0, "refused": 0}).encode()
                 self.send_response(status)
                 for k, v in recv.headers.items():
                     self.send_header(k, v)
@@ -91,7 +95,6 @@ class Receiver:
     def _store(self, body: bytes) -> None:
         obj = json.loads(body)
         with self.lock:
-            self.bodies.append(body)
             for r in obj.get("reports", []):
                 self.deliveries[r["id"]] = self.deliveries.get(r["id"], 0) + 1
                 self.reports.setdefault(r["id"], r)
@@ -104,9 +107,22 @@ class Receiver:
                 out[k] = out.get(k, 0) + v
         return out
 
+    def json_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(b) for b in self.bodies]
+
+    def wait_for(self, n: int, timeout: float = 15.0) -> bool:
+        """Wait until ``n`` bodies have arrived."""
+        return wait_for(lambda: len(self.bodies) >= n, timeout)
+
     def start(self) -> Receiver:
         self.thread.start()
         return self
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self.release.set()
