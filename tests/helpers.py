@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 
 
 def run_py(code: str, *, env: dict[str, str] | None = None, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -18,3 +20,16 @@ def run_py(code: str, *, env: dict[str, str] | None = None, timeout: float = 60,
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
     return proc
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(lock_path: object) -> Iterator[None]:
+    """Another process holds filelock's lock on ``lock_path`` for the duration of the block."""
+    code = f"import filelock,time; l=filelock.FileLock({str(lock_path)!r}); l.acquire(); print('held', flush=True); time.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_py
+from helpers import lock_held_elsewhere, run_py
 from receiver import Receiver
 from sender_setup import add_lines, day, make_app, totals
 from telemetry_rollup import _sender
@@ -117,18 +117,10 @@ def test_many_processes_count_and_five_senders_run_at_once(home: Path, receiver:
 
 def test_exit_hook_with_the_lock_held_forever_spills_and_the_next_sender_merges(home: Path, receiver: Receiver) -> None:
     store = make_app(home, endpoint=receiver.url)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import filelock,time; l=filelock.FileLock({str(store.buffer_lock)!r}); l.acquire(); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(store.buffer_lock):
         t0 = time.monotonic()
         run_py(f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); tr.count("x", 5)')
         assert time.monotonic() - t0 < 2.0 + 1.5  # the hook's 2 s bound, plus interpreter start-up
         assert len(store.spill_files()) == 1
-    finally:
-        holder.kill()
-        holder.wait()
     _sender.run(store, timeout=5, force=True, include_today=True)
     assert receiver.totals() == {"x": 5, "_run:script": 1}

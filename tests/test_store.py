@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from helpers import lock_held_elsewhere
 from telemetry_rollup import _codec, _fs, _store
 from telemetry_rollup._rollup import BUFFER_CAP
 
@@ -62,20 +61,12 @@ def test_corrupt_lines_are_counted_and_newer_versions_kept_through_compaction(tm
 def test_lock_held_forever_spills_within_the_timeout(tmp_path: Path) -> None:
     store = _store.AppStore(tmp_path / "acme")
     store.ensure()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import filelock,time,sys; l=filelock.FileLock({str(store.buffer_lock)!r}); l.acquire(); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(store.buffer_lock):
         t0 = time.monotonic()
         assert _store.append(store, {("2026-11-21", "a"): 4}, today="2026-11-22", timeout=0.3, fast=True) == "spilled"
         assert time.monotonic() - t0 < 1.0
         (spill,) = store.spill_files()
         assert _codec.decode_lines(spill.read_bytes()).rollup == {("2026-11-21", "a"): 4}
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_raw_flock_and_filelock_exclude_each_other(tmp_path: Path) -> None:
