@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver import Receiver  # noqa: F401 - the CLI tests import it from here
+
 from telemetry_rollup import cli
 
 

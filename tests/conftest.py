@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from receiver import Receiver  # noqa: E402
+from receiver import Receiver
 
 
 @pytest.fixture(autouse=True)
@@ -31,5 +31,3 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver().start()
     yield r
     r.stop()
-
-

@@ -10,7 +10,9 @@ import textwrap
 from collections.abc import Iterator
 
 
-def run_py(code: str, *, env: dict[str, str] | None = None, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_py(
+    code: str, *, env: dict[str, str] | None = None, timeout: float = 60, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter with the test's environment (plus ``env``)."""
     full = dict(os.environ)
     full.update(env or {})
@@ -25,7 +27,10 @@ def run_py(code: str, *, env: dict[str, str] | None = None, timeout: float = 60,
 @contextlib.contextmanager
 def lock_held_elsewhere(lock_path: object) -> Iterator[None]:
     """Another process holds filelock's lock on ``lock_path`` for the duration of the block."""
-    code = f"import filelock,time; l=filelock.FileLock({str(lock_path)!r}); l.acquire(); print('held', flush=True); time.sleep(120)"
+    code = (
+        f"import filelock,time; l=filelock.FileLock({str(lock_path)!r}); l.acquire(); "
+        "print('held', flush=True); time.sleep(120)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

@@ -69,7 +69,9 @@ class Receiver:
                         for r in json.loads(body).get("reports", []):
                             recv.rejected.setdefault(r["id"], r)
                 forget = b'"forget"' in body
-                out = json.dumps({"forgotten": True} if forget else {"stored": 1, "duplicates": 0, "refused": 0}).encode()
+                out = json.dumps(
+                    {"forgotten": True} if forget else {"stored": 1, "duplicates": 0, "refused": 0}
+                ).encode()
                 self.send_response(status)
                 for k, v in recv.headers.items():
                     self.send_header(k, v)

@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import telemetry_rollup
 from helpers import run_py
+
+import telemetry_rollup
 
 
 def test_public_surface_is_pinned() -> None:
-    assert telemetry_rollup.__all__ == ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status", "timed"]
+    assert telemetry_rollup.__all__ == [
+        "SendResult",
+        "Telemetry",
+        "__version__",
+        "configure",
+        "count",
+        "flush",
+        "send",
+        "status",
+        "timed",
+    ]
 
 
 def test_import_loads_no_dependency_and_creates_nothing(home: Path) -> None:
@@ -54,7 +65,10 @@ def test_two_instances_share_nothing(home: Path) -> None:
     b.count("y", 2)
     a.flush()
     b.flush()
-    assert "x" in (home / "app-a" / "buffer.jsonl").read_text() and "y" not in (home / "app-a" / "buffer.jsonl").read_text()
+    assert (
+        "x" in (home / "app-a" / "buffer.jsonl").read_text()
+        and "y" not in (home / "app-a" / "buffer.jsonl").read_text()
+    )
     assert '"c":2' in (home / "app-b" / "buffer.jsonl").read_text()
 
 

@@ -44,6 +44,8 @@ def screenshot(tmp: Path, url: str, name: str, size: str) -> None:
     assert shot.stat().st_size > 10_000  # a blank page is ~5 KB
     if UPDATE_DOCS:
         shutil.copyfile(shot, DOCS / name)
+
+
 TOKEN = "dashboard-token-for-tests"
 
 CLIENT = """

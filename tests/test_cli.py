@@ -129,9 +129,10 @@ def test_off_deletes_everything_and_asks_to_forget(home: Path, receiver: Receive
     for name in ("buffer.jsonl", "outbox", "machine_id", "state.json", "config.json", "notice"):
         assert name in res.stdout
     assert "deletion request for the old machine id: acknowledged" in res.stdout
-    assert receiver.bodies[-1] == json.dumps(
-        {"schema": 1, "app": "acme", "machine_id": mid, "forget": True}, separators=(",", ":")
-    ).encode()
+    assert (
+        receiver.bodies[-1]
+        == json.dumps({"schema": 1, "app": "acme", "machine_id": mid, "forget": True}, separators=(",", ":")).encode()
+    )
     n = len(receiver.bodies)
     # nothing is ever sent again while off; the other app is untouched
     assert run_cli(home, "flush").returncode == 0

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from receiver import Receiver, wait_for
 from sender_setup import add_lines, day, make_app
+
 from telemetry_rollup import _sender
 
 EXITER = """
@@ -39,12 +39,22 @@ def test_hundred_exits_at_once_with_five_senders(home: Path, receiver: Receiver,
     script = tmp_path / "exiter.py"
     script.write_text(textwrap.dedent(EXITER))
     env = dict(os.environ, ACME_TELEMETRY="on")
-    procs = [subprocess.Popen([sys.executable, str(script), receiver.url, str(go)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(100)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), receiver.url, str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(100)
+    ]
     time.sleep(3.0)  # let them all reach the barrier
     go.touch()
-    senders = [subprocess.Popen([sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--quiet"], env=env)
-               for _ in range(5)]
+    senders = [
+        subprocess.Popen([sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--quiet"], env=env)
+        for _ in range(5)
+    ]
     durations: list[float] = []
     cpu: list[float] = []
     for p in procs:
@@ -62,8 +72,10 @@ def test_hundred_exits_at_once_with_five_senders(home: Path, receiver: Receiver,
     assert max(cpu) <= 0.25, cpu[-5:]
     assert durations[50] <= 2.0 and durations[-1] <= 4.0, durations[-5:]
     cpu.sort()
-    print(f"exit hooks: wall p50 {durations[50] * 1000:.1f} ms, p99 {durations[98] * 1000:.1f} ms, "
-          f"max {durations[-1] * 1000:.1f} ms; CPU p50 {cpu[50] * 1000:.1f} ms, max {cpu[-1] * 1000:.1f} ms")
+    print(
+        f"exit hooks: wall p50 {durations[50] * 1000:.1f} ms, p99 {durations[98] * 1000:.1f} ms, "
+        f"max {durations[-1] * 1000:.1f} ms; CPU p50 {cpu[50] * 1000:.1f} ms, max {cpu[-1] * 1000:.1f} ms"
+    )
     # no lock left behind blocks the next run: an explicit flush gets everything out
     res = _sender.run(store, timeout=10, force=True, include_today=True, environ=env)
     assert res.busy is False
@@ -83,8 +95,13 @@ def test_interpreter_shutdown_while_the_background_thread_is_in_a_send(home: Pat
         time.sleep(0.6)   # the flusher is now inside a send to a server that never answers
     """
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=dict(os.environ, ACME_TELEMETRY="on"),
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=dict(os.environ, ACME_TELEMETRY="on"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert time.monotonic() - t0 < 0.6 + 2.0 + 1.5
     assert receiver.connections >= 1

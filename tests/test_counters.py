@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
 from telemetry_rollup._counters import Counters
 from telemetry_rollup._days import day_of
-import time
 
 
 def totals(snap: dict) -> dict[str, int]:
@@ -54,8 +54,22 @@ def test_threads_counting_at_once_give_exact_totals() -> None:
     assert sum(all_[f"n{j}"] for j in range(7)) == 80000
 
 
-@pytest.mark.parametrize("name,n", [("bad name", 1), ("", 1), ("_reserved", 1), (None, 1), (["x"], 1), ("a" * 65, 1),
-                                    ("ok", -1), ("ok", 1.5), ("ok", "3"), ("é", 1), ("a\n", 1)])
+@pytest.mark.parametrize(
+    "name,n",
+    [
+        ("bad name", 1),
+        ("", 1),
+        ("_reserved", 1),
+        (None, 1),
+        (["x"], 1),
+        ("a" * 65, 1),
+        ("ok", -1),
+        ("ok", 1.5),
+        ("ok", "3"),
+        ("é", 1),
+        ("a\n", 1),
+    ],
+)
 def test_bad_input_counts_under_invalid_and_never_raises(name: object, n: object) -> None:
     c = Counters()
     c.count(name, n)  # type: ignore[arg-type]

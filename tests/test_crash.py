@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import lock_held_elsewhere, run_py
 from receiver import Receiver
 from sender_setup import add_lines, day, make_app, totals
+
 from telemetry_rollup import _sender
 
 STEPS = ["recover", "claim", "prepare", "commit", "cleanup", "posted-before-ack"]
@@ -68,7 +68,9 @@ def test_kill_at_each_step_then_recover_delivers_exactly_once(home: Path, receiv
     # nothing left behind
     gen = _sender.Pipeline(store).recover()
     assert list((gen / "inputs").iterdir()) == [] and not (gen / "carry.jsonl").exists()
-    assert [p.name for p in store.outbox.iterdir()] == sorted(["CURRENT", gen.name]) or len(list(store.outbox.iterdir())) == 2
+    assert [p.name for p in store.outbox.iterdir()] == sorted(["CURRENT", gen.name]) or len(
+        list(store.outbox.iterdir())
+    ) == 2
 
 
 @pytest.mark.slow
@@ -82,7 +84,9 @@ def test_flush_killed_at_random_instants_never_duplicates_or_loses(home: Path, r
         add_lines(store, data, spill=(round_ % 2 == 0))
         for k, v in totals(data).items():
             expected[k] = expected.get(k, 0) + v
-        proc = subprocess.Popen([sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--quiet"], env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--quiet"], env=env
+        )
         time.sleep(rng.uniform(0.0, 0.35))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -103,9 +107,13 @@ def test_many_processes_count_and_five_senders_run_at_once(home: Path, receiver:
     """
     import textwrap
 
-    counters = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), receiver.url, str(i)]) for i in range(40)]
+    counters = [
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), receiver.url, str(i)]) for i in range(40)
+    ]
     senders = [
-        subprocess.Popen([sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--include-today", "--quiet"])
+        subprocess.Popen(
+            [sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--include-today", "--quiet"]
+        )
         for _ in range(5)
     ]
     for p in counters + senders:

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from receiver import Receiver
 from sender_setup import add_lines, day, make_app, totals
+
 from telemetry_rollup import _sender
 
 DATA = {(day(-1), "build"): 30, (day(-1), "lint"): 90, (day(-2), "build"): 5, (day(0), "today"): 1}
@@ -27,7 +27,18 @@ def test_2xx_delivers_completed_days_once_and_keeps_today(home: Path, receiver: 
     assert res.sent is not None and res.sent.sent == 2 and res.sent.kept == 0
     assert receiver.totals() == {"build": 35, "lint": 90}
     body = json.loads(receiver.bodies[0])
-    assert sorted(body) == ["app", "app_version", "arch", "ci", "lib_version", "machine_id", "os", "python", "reports", "schema"]
+    assert sorted(body) == [
+        "app",
+        "app_version",
+        "arch",
+        "ci",
+        "lib_version",
+        "machine_id",
+        "os",
+        "python",
+        "reports",
+        "schema",
+    ]
     assert body["app"] == "acme" and body["app_version"] == "1.0" and body["schema"] == 1
     assert pending(store) == 0
     # a second run sends nothing more; today's count is still waiting

@@ -447,7 +447,11 @@ def test_demo_runs_end_to_end_and_cleans_up(home: Path) -> None:
     for m in re.finditer(r"^  demo-cli  \d{4}-\d\d-\d\d  (\S+) +(\d+) +(\d+)  █", out, re.M):
         shown[m.group(1)] += int(m.group(2))
         assert m.group(3) == "1"  # one machine
-    assert {k: v for k, v in shown.items() if not k.startswith("_")} == expected_totals() == {"build": 4, "deploy": 1, "lint": 1, "test": 2}
+    assert (
+        {k: v for k, v in shown.items() if not k.startswith("_")}
+        == expected_totals()
+        == {"build": 4, "deploy": 1, "lint": 1, "test": 2}
+    )
     assert "server answered stored 0, duplicates 1: nothing is counted twice" in out
     assert "sent 1, kept 0, rejected 0" in out
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from receiver import Receiver
 from sender_setup import add_lines, day, make_app
+
 from telemetry_rollup import _codec, _sender, _store
 
 HOST = """
@@ -34,7 +34,11 @@ print("host ok")
 def host(env: dict[str, str] | None = None, preexec: object = None) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ, **(env or {}))
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(HOST)], env=full, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", textwrap.dedent(HOST)],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
         preexec_fn=preexec,  # type: ignore[arg-type]
     )
 
@@ -131,8 +135,13 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("kind", list(HOSTILE))
-@pytest.mark.parametrize("target", ["buffer.jsonl", "state.json", "config.json", "mode.json", "machine_id", "outbox/CURRENT", "report", "input"])
-def test_hostile_files_never_break_the_host_or_the_sender(home: Path, receiver: Receiver, kind: str, target: str) -> None:
+@pytest.mark.parametrize(
+    "target",
+    ["buffer.jsonl", "state.json", "config.json", "mode.json", "machine_id", "outbox/CURRENT", "report", "input"],
+)
+def test_hostile_files_never_break_the_host_or_the_sender(
+    home: Path, receiver: Receiver, kind: str, target: str
+) -> None:
     store = make_app(home, endpoint=receiver.url)
     add_lines(store, {(day(-1), "kept"): 3}, spill=True)
     gen = _sender.Pipeline(store).recover()
@@ -169,7 +178,18 @@ def test_parsers_never_raise(data: bytes) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.binary(max_size=60), st.builds(lambda d, c: json.dumps({"v": 1, "d": d, "n": "a", "c": c}).encode(), st.text(max_size=12), st.integers()))))
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=60),
+            st.builds(
+                lambda d, c: json.dumps({"v": 1, "d": d, "n": "a", "c": c}).encode(),
+                st.text(max_size=12),
+                st.integers(),
+            ),
+        )
+    )
+)
 def test_decoder_on_mixed_lines(lines: list[bytes]) -> None:
     dec = _codec.decode_lines(b"\n".join(lines))
     assert all(c >= 0 for c in dec.rollup.values())
@@ -224,8 +244,26 @@ def test_tls_with_a_bad_certificate_is_refused_never_downgraded(home: Path, tmp_
     if not shutil.which("openssl"):
         pytest.skip("openssl not installed")
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     plain = Receiver()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -243,21 +281,44 @@ def test_tls_with_a_bad_certificate_is_refused_never_downgraded(home: Path, tmp_
 # -- clock -----------------------------------------------------------------------------------------
 @pytest.mark.skipif(not shutil.which("faketime"), reason="faketime not installed")
 @pytest.mark.parametrize("jump", ["-3d", "+2d", "-5h", "+30d"])
-def test_clock_jumps_between_counting_and_sending_lose_and_duplicate_nothing(home: Path, receiver: Receiver, jump: str) -> None:
-    store = make_app(home, endpoint=receiver.url)
+def test_clock_jumps_between_counting_and_sending_lose_and_duplicate_nothing(
+    home: Path, receiver: Receiver, jump: str
+) -> None:
+    make_app(home, endpoint=receiver.url)
     code = f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); tr.count("c", 7)'
     env = dict(os.environ, ACME_TELEMETRY="on")
     subprocess.run(["faketime", "-f", jump, sys.executable, "-c", code], env=env, check=True, timeout=60)
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
     for _ in range(3):
-        subprocess.run(["faketime", "-f", jump, sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--quiet"],
-                       env=env, timeout=60)
-        subprocess.run([sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--include-today", "--quiet"],
-                       env=env, timeout=60)
+        subprocess.run(
+            ["faketime", "-f", jump, sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--quiet"],
+            env=env,
+            timeout=60,
+        )
+        subprocess.run(
+            [sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--include-today", "--quiet"],
+            env=env,
+            timeout=60,
+        )
     # the clock settles one day past the latest jump: the day counted "in the future" is now past
     final = f"+{int(jump[1:-1]) + 1 if jump.startswith('+') and jump.endswith('d') else 1}d"
-    subprocess.run(["faketime", "-f", final, sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme",
-                    "--include-today", "--quiet"], env=env, timeout=60)
+    subprocess.run(
+        [
+            "faketime",
+            "-f",
+            final,
+            sys.executable,
+            "-m",
+            "telemetry_rollup",
+            "flush",
+            "--app",
+            "acme",
+            "--include-today",
+            "--quiet",
+        ],
+        env=env,
+        timeout=60,
+    )
     got = receiver.totals()
     assert got.get("c") == 14  # both counts, each sent once, whichever way the clock jumped
     assert set(receiver.deliveries.values()) == {1}

@@ -8,11 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import run_py
 from receiver import Receiver, wait_for
 from sender_setup import add_lines, day, make_app
-from telemetry_rollup import _sender
 
 HOST = """
 import sys, telemetry_rollup as tr
@@ -24,7 +22,9 @@ print(tr.send(timeout=2))
 """
 
 
-@pytest.mark.parametrize("env", [{"DO_NOT_TRACK": "1"}, {"DO_NOT_TRACK": "true"}, {"ACME_TELEMETRY": "0"}, {"ACME_TELEMETRY": "off"}])
+@pytest.mark.parametrize(
+    "env", [{"DO_NOT_TRACK": "1"}, {"DO_NOT_TRACK": "true"}, {"ACME_TELEMETRY": "0"}, {"ACME_TELEMETRY": "off"}]
+)
 def test_env_off_means_no_file_no_thread_no_connection(home: Path, receiver: Receiver, env: dict[str, str]) -> None:
     proc = run_py(HOST.format(url=receiver.url) + "\nimport threading; print(threading.active_count())", env=env)
     assert proc.stdout == "SendResult(sent=0, kept=0, dropped=0)\n1\n"
@@ -44,8 +44,10 @@ def test_stored_off_deletes_nothing_it_should_keep_and_writes_nothing(home: Path
 
 @pytest.mark.parametrize("dnt,app", [("", ""), ("0", "maybe"), ("false", "2"), ("FALSE", "enable")])
 def test_values_that_are_not_an_opt_out_do_not_switch_off(home: Path, dnt: str, app: str) -> None:
-    run_py('import telemetry_rollup as tr; tr.configure("acme", default="local"); tr.count("x")',
-           env={"DO_NOT_TRACK": dnt, "ACME_TELEMETRY": app})
+    run_py(
+        'import telemetry_rollup as tr; tr.configure("acme", default="local"); tr.count("x")',
+        env={"DO_NOT_TRACK": dnt, "ACME_TELEMETRY": app},
+    )
     assert (home / "acme" / "buffer.jsonl").exists()
 
 
@@ -66,7 +68,9 @@ def test_a_running_process_notices_a_stored_off(home: Path) -> None:
     import sys
     import textwrap
 
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(home)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(home)], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "['mode.json']"
 
 
@@ -98,7 +102,10 @@ def test_no_send_in_the_run_that_showed_the_notice(home: Path, receiver: Receive
     store = make_app(home, endpoint=receiver.url)
     store.mode_file.unlink()  # the user never chose: default on, notice pending
     add_lines(store, {(day(-1), "yesterday"): 3})
-    proc = run_py(f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); tr.count("x"); print(tr.send(2))')
+    proc = run_py(
+        f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); '
+        'tr.count("x"); print(tr.send(2))'
+    )
     assert "acme collects anonymous usage counts" in proc.stderr
     assert proc.stdout == "SendResult(sent=0, kept=0, dropped=0)\n"
     time.sleep(1.0)

@@ -19,8 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
 from receiver import Receiver
+
 from telemetry_rollup import _codec, _counters, _fs, _rollup, _sender, _store
 from telemetry_rollup._days import SECONDS_PER_DAY, iso
 
@@ -52,8 +52,16 @@ class Pipeline(RuleBasedStateMachine):
         self.made = 0
         self.lost_in_memory = 0
         self.sender: Iterator[str] | None = None
-        self.meta = {"app": "acme", "app_version": None, "lib_version": "0", "os": "linux", "arch": "x",
-                     "python": "3.11", "ci": False, "machine_id": "00000000-0000-4000-8000-000000000001"}
+        self.meta = {
+            "app": "acme",
+            "app_version": None,
+            "lib_version": "0",
+            "os": "linux",
+            "arch": "x",
+            "python": "3.11",
+            "ci": False,
+            "machine_id": "00000000-0000-4000-8000-000000000001",
+        }
 
     def teardown(self) -> None:
         _counters._time = time.time
@@ -182,7 +190,9 @@ class Pipeline(RuleBasedStateMachine):
         disk, disk_ids = self._on_disk()
         # a report refused with a final 4xx counts as gone once it left the disk (a sender killed
         # after the answer, before deleting it, leaves it to be sent again)
-        refused = {rid: r for rid, r in RECEIVER.rejected.items() if rid not in RECEIVER.reports and rid not in disk_ids}
+        refused = {
+            rid: r for rid, r in RECEIVER.rejected.items() if rid not in RECEIVER.reports and rid not in disk_ids
+        }
         memory = sum(user_total(_peek(p)) for p in self.procs)
         # a report answered with a final 4xx is deleted (state.json records it); one the receiver
         # had already stored before hanging up counts as delivered, not as rejected

@@ -23,8 +23,13 @@ if sys.argv[2] == "send":
 
 
 def host(home: Path, url: str, action: str = "exit", options: str = "{}", **env: str) -> tuple[str, str]:
-    res = run_host(home, HOST.replace("sys.argv[1]", repr(url)).replace("sys.argv[2]", repr(action))
-                   .replace("sys.argv[3]", repr(options)), **env)
+    res = run_host(
+        home,
+        HOST.replace("sys.argv[1]", repr(url))
+        .replace("sys.argv[2]", repr(action))
+        .replace("sys.argv[3]", repr(options)),
+        **env,
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout, res.stderr
 

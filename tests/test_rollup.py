@@ -72,8 +72,15 @@ def test_decode_skips_and_counts_bad_lines_and_keeps_newer_versions() -> None:
 
 
 @settings(max_examples=150)
-@given(rollups, st.lists(st.text(max_size=30).map(lambda t: orjson.dumps({"v": 2, "x": t})), max_size=5), st.integers(200, 4000), days)
-def test_cap_is_never_exceeded_and_loss_is_accounted(r: _codec.Rollup, foreign: list[bytes], cap: int, today: str) -> None:
+@given(
+    rollups,
+    st.lists(st.text(max_size=30).map(lambda t: orjson.dumps({"v": 2, "x": t})), max_size=5),
+    st.integers(200, 4000),
+    days,
+)
+def test_cap_is_never_exceeded_and_loss_is_accounted(
+    r: _codec.Rollup, foreign: list[bytes], cap: int, today: str
+) -> None:
     data, dropped = _rollup.fit_to_cap(r, foreign, cap=cap, today=today)
     assert len(data) <= cap
     dec = _codec.decode_lines(data)
@@ -87,7 +94,9 @@ def test_cap_is_never_exceeded_and_loss_is_accounted(r: _codec.Rollup, foreign: 
         assert sum(c for (_, n), c in dec.rollup.items() if n == DROPPED) >= dropped
 
 
-@given(st.dictionaries(days, st.dictionaries(names, st.integers(1, 3 * MAX_COUNT), min_size=1, max_size=30), max_size=4))
+@given(
+    st.dictionaries(days, st.dictionaries(names, st.integers(1, 3 * MAX_COUNT), min_size=1, max_size=30), max_size=4)
+)
 def test_reports_keep_totals_and_bounds(completed: dict[str, dict[str, int]]) -> None:
     ids = iter(range(10**6))
     reports = _rollup.make_reports(completed, lambda: str(next(ids)))
@@ -111,10 +120,21 @@ def test_requests_respect_report_and_byte_limits(sizes: list[int]) -> None:
 
 
 def test_payload_has_exactly_the_documented_fields() -> None:
-    meta = {"app": "acme", "app_version": None, "lib_version": "0.1.0", "machine_id": "m", "os": "linux",
-            "arch": "x86_64", "python": "3.11", "ci": False, "secret": "never"}
+    meta = {
+        "app": "acme",
+        "app_version": None,
+        "lib_version": "0.1.0",
+        "machine_id": "m",
+        "os": "linux",
+        "arch": "x86_64",
+        "python": "3.11",
+        "ci": False,
+        "secret": "never",
+    }
     body = json.loads(_codec.encode_payload(meta, [{"id": "i", "day": "2026-11-21", "counts": {"a": 1}, "x": 1}]))
-    assert sorted(body) == sorted(["schema", "app", "app_version", "lib_version", "machine_id", "os", "arch", "python", "ci", "reports"])
+    assert sorted(body) == sorted(
+        ["schema", "app", "app_version", "lib_version", "machine_id", "os", "arch", "python", "ci", "reports"]
+    )
     assert body["reports"] == [{"id": "i", "day": "2026-11-21", "counts": {"a": 1}}]
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from helpers import lock_held_elsewhere
+
 from telemetry_rollup import _codec, _fs, _store
 from telemetry_rollup._rollup import BUFFER_CAP
 
@@ -17,7 +18,10 @@ def read(store: _store.AppStore) -> _codec.Decoded:
 
 def test_append_coalesces_and_sets_modes(tmp_path: Path) -> None:
     store = _store.AppStore(tmp_path / "root" / "acme")
-    assert _store.append(store, {("2026-11-21", "a"): 2, ("2026-11-21", "b"): 1}, today="2026-11-22", timeout=1, fast=True) == "appended"
+    assert (
+        _store.append(store, {("2026-11-21", "a"): 2, ("2026-11-21", "b"): 1}, today="2026-11-22", timeout=1, fast=True)
+        == "appended"
+    )
     assert _store.append(store, {("2026-11-21", "a"): 3}, today="2026-11-22", timeout=1, fast=False) == "appended"
     assert read(store).rollup == {("2026-11-21", "a"): 5, ("2026-11-21", "b"): 1}
     assert len(store.buffer.read_bytes().splitlines()) == 3

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
-
-import telemetry_rollup
 from helpers import run_py
 from receiver import Receiver
+
+import telemetry_rollup
 from telemetry_rollup._counters import Counters, duration_bucket
 from telemetry_rollup._timed import Timer
 
@@ -49,7 +48,11 @@ def test_explicit_code_without_raising_and_count_with_outcome() -> None:
     c.count("deploy", outcome="error", error_code="invalid_manifest")
     c.count("deploy", outcome="ok")
     assert totals(c) == {
-        "deploy": 3, "deploy:error": 2, "deploy:error:invalid_manifest": 2, "deploy:ok": 1, "deploy:dur:lt10ms": 1,
+        "deploy": 3,
+        "deploy:error": 2,
+        "deploy:error:invalid_manifest": 2,
+        "deploy:ok": 1,
+        "deploy:dur:lt10ms": 1,
     }
 
 
@@ -64,7 +67,9 @@ def test_codes_are_capped_per_name_and_invalid_codes_are_other() -> None:
     assert t["x:error:other"] == 5 + 2
 
 
-@pytest.mark.parametrize("seconds,bucket", [(0.0, "lt10ms"), (0.05, "lt100ms"), (0.5, "lt1s"), (5, "lt10s"), (30, "lt1m"), (61, "ge1m")])
+@pytest.mark.parametrize(
+    "seconds,bucket", [(0.0, "lt10ms"), (0.05, "lt100ms"), (0.5, "lt1s"), (5, "lt10s"), (30, "lt1m"), (61, "ge1m")]
+)
 def test_buckets(seconds: float, bucket: str) -> None:
     assert duration_bucket(seconds) == bucket
 
@@ -103,7 +108,9 @@ def test_allowlist_covers_derived_counters() -> None:
     assert t["build:ok"] == 1 and t["_denied"] == 3 and "other" not in t
 
 
-def test_a_message_or_path_never_reaches_disk_or_wire(home: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_message_or_path_never_reaches_disk_or_wire(
+    home: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ACME_TELEMETRY", "on")  # explicit consent, for the in-process sender too
     marker = "MARKER-7f3a9c"
     run_py(

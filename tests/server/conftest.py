@@ -48,9 +48,7 @@ def store(db_url: str) -> Iterator[SQLStore]:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp(f"server-{request.param}")
     proc = Server(_db_url(request.param, directory), directory, config=OPEN_CONFIG)
     yield proc

@@ -36,9 +36,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def rollup(
-    app: str, machine_id: str | None = None, reports: Any = None, **fields: Any
-) -> dict[str, Any]:
+def rollup(app: str, machine_id: str | None = None, reports: Any = None, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "schema": 1,
         "app": app,
@@ -103,9 +101,7 @@ class Server:
         self, data: bytes, headers: dict[str, str], source: str = "127.0.0.1"
     ) -> tuple[int, dict[str, str], Any]:
         """Exact bytes and headers (no Content-Length added) from a chosen source address."""
-        conn = http.client.HTTPConnection(
-            "127.0.0.1", self.port, timeout=10, source_address=(source, 0)
-        )
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10, source_address=(source, 0))
         try:
             conn.putrequest("POST", "/v1/rollups", skip_accept_encoding=True)
             for key, value in headers.items():
@@ -159,10 +155,7 @@ def report_json(server: Server, app: str, days: int = 40) -> dict[str, Any]:
 
 def totals(server: Server, app: str) -> dict[tuple[str, str], tuple[int, int]]:
     """(day, name) -> (total, machines) as the report command prints them."""
-    return {
-        (r["day"], r["name"]): (r["total"], r["machines"])
-        for r in report_json(server, app)["counts"]
-    }
+    return {(r["day"], r["name"]): (r["total"], r["machines"]) for r in report_json(server, app)["counts"]}
 
 
 def start_server_process(

@@ -46,15 +46,11 @@ def test_serve_usage_errors(args: list[str], tmp_path: Path) -> None:
 def test_serve_bad_config_is_a_usage_error(tmp_path: Path) -> None:
     config = tmp_path / "c.json"
     config.write_text('{"apps": {"acme": {"counterz": []}}}')
-    line = one_line_error(
-        run_cli("serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--config", str(config)), 2
-    )
+    line = one_line_error(run_cli("serve", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--config", str(config)), 2)
     assert "counterz" in line
 
 
-@pytest.mark.parametrize(
-    "args", [["--days", "0"], ["--format", "xml"], ["--db", "x.db"], ["extra"]]
-)
+@pytest.mark.parametrize("args", [["--days", "0"], ["--format", "xml"], ["--db", "x.db"], ["extra"]])
 def test_report_usage_errors(args: list[str]) -> None:
     one_line_error(run_cli("report", "--db", "sqlite:////nonexistent/x.db", *args), 2)
 
@@ -76,9 +72,7 @@ def test_serve_on_a_busy_port_fails_with_one_line(tmp_path: Path) -> None:
 
 def test_postgres_connection_failure_is_one_line() -> None:
     port = free_port()  # nothing listens there
-    line = one_line_error(
-        run_cli("report", "--db", f"postgresql://u:secretpw@127.0.0.1:{port}/db"), 1
-    )
+    line = one_line_error(run_cli("report", "--db", f"postgresql://u:secretpw@127.0.0.1:{port}/db"), 1)
     assert "PostgreSQL" in line
     assert "secretpw" not in line
 
@@ -151,10 +145,7 @@ def test_workers(tmp_path: Path) -> None:
 def test_announces_its_url(tmp_path: Path) -> None:
     server = Server(f"sqlite:///{tmp_path / 'a.db'}", tmp_path)
     server.stop()
-    assert (
-        server.output().strip().splitlines()[0]
-        == f"telemetry-rollup server listening on {server.url}"
-    )
+    assert server.output().strip().splitlines()[0] == f"telemetry-rollup server listening on {server.url}"
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal (its choice).
     assert server.proc.returncode in (0, -signal.SIGTERM)
     assert (tmp_path / "a.db").exists()

@@ -45,9 +45,7 @@ def test_resend_is_a_duplicate_and_changes_nothing(server: Server, app_name: str
 
 
 def test_concurrent_identical_requests_store_once(server: Server, app_name: str) -> None:
-    body = rollup(
-        app_name, reports=[{"id": new_id(), "day": day(-d), "counts": {"n": d}} for d in (1, 2, 3)]
-    )
+    body = rollup(app_name, reports=[{"id": new_id(), "day": day(-d), "counts": {"n": d}} for d in (1, 2, 3)])
     barrier = threading.Barrier(12)
     answers: list[dict[str, Any]] = []
 
@@ -79,9 +77,7 @@ def test_distinct_machines_and_environment(server: Server, app_name: str) -> Non
             assert server.post(body).status_code == 200
     data = report_json(server, app_name)
     build = [r for r in data["counts"] if r["name"] == "build"]
-    assert build == [
-        {"app": app_name, "day": day(-1), "name": "build", "total": 120, "machines": 2}
-    ]
+    assert build == [{"app": app_name, "day": day(-1), "name": "build", "total": 120, "machines": 2}]
     assert sorted((r["value"], r["machines"]) for r in data["machines"]["app_version"]) == [
         ("1.0", 1),
         ("2.0", 1),
@@ -116,9 +112,7 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
 
 
 @pytest.mark.parametrize(("key", "value", "field"), BAD_FIELDS)
-def test_400_names_the_field(
-    server: Server, app_name: str, key: str, value: Any, field: str
-) -> None:
+def test_400_names_the_field(server: Server, app_name: str, key: str, value: Any, field: str) -> None:
     body = rollup(app_name)
     body[key] = value
     resp = server.post(body)
@@ -136,25 +130,19 @@ def test_day_window_edges_are_accepted(server: Server, app_name: str) -> None:
 def test_transport_rejections(server: Server) -> None:
     body = json.dumps(rollup("acme")).encode()
     # 411: no Content-Length, including a chunked body.
-    status, _, payload = server.post_raw(
-        body, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
-    )
+    status, _, payload = server.post_raw(body, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
     assert status == 411 and payload["error"]
     status, _, _ = server.post_raw(b"", {"Content-Type": "application/json"})
     assert status == 411
     # 413: checked from Content-Length before the body is read.
     big = b'{"pad": "' + b"x" * (64 * 1024) + b'"}'
-    status, _, _ = server.post_raw(
-        big, {"Content-Type": "application/json", "Content-Length": str(len(big))}
-    )
+    status, _, _ = server.post_raw(big, {"Content-Type": "application/json", "Content-Length": str(len(big))})
     assert status == 413
     resp = requests.post(server.url + "/v1/rollups", data=big, headers=JSON, timeout=10)
     assert resp.status_code == 413
     # 415: any other content type.
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/jsonx"):
-        resp = requests.post(
-            server.url + "/v1/rollups", data=body, headers={"Content-Type": ctype}, timeout=10
-        )
+        resp = requests.post(server.url + "/v1/rollups", data=body, headers={"Content-Type": ctype}, timeout=10)
         assert resp.status_code == 415, ctype
     resp = requests.post(server.url + "/v1/rollups", data=body, timeout=10)  # no content type
     assert resp.status_code == 415
@@ -206,9 +194,7 @@ def test_forget(server: Server, app_name: str) -> None:
 def test_openapi_documents_the_body(server: Server) -> None:
     doc = requests.get(server.url + "/openapi.json", timeout=5).json()
     op = doc["paths"]["/v1/rollups"]["post"]
-    assert op["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Body"
-    }
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Body"}
     schemas = doc["components"]["schemas"]
     assert {"RollupRequest", "ForgetRequest", "Report", "Body"} <= set(schemas)
     assert schemas["RollupRequest"]["additionalProperties"] is False
@@ -250,9 +236,7 @@ def test_allowlist(tmp_path: Path, sqlite_url: str) -> None:
         stranger = rollup("secret-app-name")
         assert server.post(stranger).json() == {"stored": 1, "duplicates": 0, "refused": 2}
         assert server.post(stranger).json()["duplicates"] == 1
-        assert server.post(forget("secret-app-name", stranger["machine_id"])).json() == {
-            "forgotten": True
-        }
+        assert server.post(forget("secret-app-name", stranger["machine_id"])).json() == {"forgotten": True}
         free = rollup("free", reports=[{"id": new_id(), "day": day(-1), "counts": {"deploy": 1}}])
         assert server.post(free).json()["refused"] == 0
 
@@ -326,9 +310,7 @@ def test_privacy_no_address_or_header_is_stored_or_logged(tmp_path: Path, sqlite
             },
             source="127.0.0.42",
         )
-        server.post_raw(
-            b"{}", {"Content-Type": "text/plain", "Content-Length": "2"}, source="127.0.0.42"
-        )
+        server.post_raw(b"{}", {"Content-Type": "text/plain", "Content-Length": "2"}, source="127.0.0.42")
     finally:
         server.stop()
     files = list(tmp_path.glob("own.db*"))

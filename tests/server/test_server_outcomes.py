@@ -37,7 +37,7 @@ def test_timed_round_trip_through_the_server(tmp_path: Path) -> None:
         env = dict(os.environ, TELEMETRY_ROLLUP_HOME=str(tmp_path / "home"), TOOL_TELEMETRY="on")
         code = f"""
             import telemetry_rollup as tr
-            tr.configure("tool", endpoint={server.url + '/v1/rollups'!r})
+            tr.configure("tool", endpoint={server.url + "/v1/rollups"!r})
             for i in range(10):
                 try:
                     with tr.timed("build"):
@@ -49,7 +49,10 @@ def test_timed_round_trip_through_the_server(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, check=True, timeout=60)
         subprocess.run(
             [sys.executable, "-m", "telemetry_rollup", "flush", "--app", "tool", "--include-today"],
-            env=env, check=True, timeout=60, capture_output=True,
+            env=env,
+            check=True,
+            timeout=60,
+            capture_output=True,
         )
         report = report_json(server, "tool")
         (row,) = report["outcomes"]
@@ -65,8 +68,19 @@ def test_timed_round_trip_through_the_server(tmp_path: Path) -> None:
 def test_table_lists_outcomes() -> None:
     from telemetry_rollup.server.report import Report
 
-    rep = Report("s", "u", None, [], {"app_version": [], "os": [], "python": []}, [], [], outcomes([
-        {"app": "a", "day": "d", "name": "x", "total": 2, "machines": 1},
-        {"app": "a", "day": "d", "name": "x:ok", "total": 2, "machines": 1},
-    ]))
+    rep = Report(
+        "s",
+        "u",
+        None,
+        [],
+        {"app_version": [], "os": [], "python": []},
+        [],
+        [],
+        outcomes(
+            [
+                {"app": "a", "day": "d", "name": "x", "total": 2, "machines": 1},
+                {"app": "a", "day": "d", "name": "x:ok", "total": 2, "machines": 1},
+            ]
+        ),
+    )
     assert "a x: 2 calls, 0 errors (0.0%)" in format_table(rep)

@@ -110,10 +110,7 @@ def test_forget(store: SQLStore, app_name: str) -> None:
     later = now + FORGET_SECONDS + 60
     result = store.ingest(batch(app_name, gone, old), later)
     assert (result.stored, result.duplicates) == (0, 1)
-    assert (
-        store.ingest(batch(app_name, gone, ReportRows(new_id(), day(-1), {"x": 1})), later).stored
-        == 1
-    )
+    assert store.ingest(batch(app_name, gone, ReportRows(new_id(), day(-1), {"x": 1})), later).stored == 1
 
 
 def test_ids_only_ingest_stores_no_machine(store: SQLStore, app_name: str) -> None:
