@@ -69,9 +69,7 @@ def _client(args: tuple[str, int, float, bool, str]) -> tuple[list[float], int]:
         data = fixed if duplicates else json.dumps(_body(app, machine, str(uuid.uuid4())))
         start = time.perf_counter()
         try:
-            resp = session.post(
-                url, data=data, headers={"Content-Type": "application/json"}, timeout=10
-            )
+            resp = session.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=10)
             ok = resp.status_code == 200
         except requests.RequestException:
             ok = False
@@ -112,10 +110,7 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
         per_client = max(1, opts.requests // opts.clients)
         stop_at = time.time() + opts.seconds
         app = f"bench-{uuid.uuid4().hex[:8]}"
-        jobs = [
-            (base + "/v1/rollups", per_client, stop_at, opts.duplicates, app)
-            for _ in range(opts.clients)
-        ]
+        jobs = [(base + "/v1/rollups", per_client, stop_at, opts.duplicates, app) for _ in range(opts.clients)]
         started = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(opts.clients) as pool:
             results = pool.map(_client, jobs)

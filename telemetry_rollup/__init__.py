@@ -28,20 +28,12 @@ _default = Telemetry()
 count = _default.count
 
 
-def timed(name: str) -> Any:
-    """Count a block or a function (sync or async) with its outcome and duration bucket::
-
-        with tr.timed("build"):
-            run_build()
-
-        @tr.timed("deploy")
-        async def deploy(): ...
-
-    Produces ``name``, ``name:ok`` or ``name:error``, ``name:error:<ExceptionClass>`` and
-    ``name:dur:<bucket>``; the exception propagates unchanged. ``t.error("code")`` on the object
-    ``with`` gives marks a failure without raising.
-    """
-    return _default.timed(name)
+#: ``timed(name)``: count a block or a function (sync or async) with its outcome and duration
+#: bucket (``with tr.timed("build"): ...`` or ``@tr.timed("deploy")``). Produces ``name``,
+#: ``name:ok`` or ``name:error``, ``name:error:<ExceptionClass>`` and ``name:dur:<bucket>``; the
+#: exception propagates unchanged. ``t.error("code")`` on the object ``with`` gives marks a
+#: failure without raising. (The bound method itself: one call less on a path meant to be cheap.)
+timed = _default.timed
 
 
 def configure(app: str, **options: Any) -> Telemetry:

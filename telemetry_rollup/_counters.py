@@ -49,6 +49,7 @@ class Counters:
         "_cur_day",
         "_day_end",
         "_days",
+        "_derived",
         "_lock",
         "_sums",
         "allow",
@@ -73,6 +74,7 @@ class Counters:
         self._base: Snapshot = {}
         self._sums: Snapshot = {}
         self._codes: dict[tuple[int, str], set[str]] = {}
+        self._derived: dict[str, tuple[str, ...]] = {}
 
     def after_fork_in_child(self) -> None:
         """The child starts empty: the parent persists its own counts, exactly once."""
@@ -105,17 +107,37 @@ class Counters:
         if self.off:
             return
         try:
-            if not is_name(name):
-                self._slow(name, 1)  # counts _invalid
-                return
-            self.count(name, n)
+            derived = self._derived.get(name)
+            if derived is None:
+                if not is_name(name):
+                    self._slow(name, 1)  # counts _invalid
+                    return
+                # The derived names are built and checked once per name, not per call.
+                derived = (f"{name}:ok", f"{name}:error", *(f"{name}:dur:{label}" for label in BUCKET_LABELS))
+                if len(self._derived) < MAX_NAMES_PER_DAY:
+                    self._derived[name] = derived
+            if n == 1 and outcome == "ok" and seconds is not None:
+                # The common case of timed(): all three counters already exist today. Look them all
+                # up first, then increment, so a miss falls through to the general path untouched.
+                cur = self._cur
+                try:
+                    a, b, c = cur[name], cur[derived[0]], cur[derived[2 + _bucket_index(seconds)]]
+                except KeyError:
+                    pass
+                else:
+                    next(a)
+                    next(b)
+                    next(c)
+                    return
+            count = self.count
+            count(name, n)
             if outcome == "ok":
-                self.count(f"{name}:ok", n)
+                count(derived[0], n)
             elif outcome is not None:
-                self.count(f"{name}:error", n)
-                self.count(self._code_name(name, error_code), n)
+                count(derived[1], n)
+                count(self._code_name(name, error_code), n)
             if seconds is not None:
-                self.count(f"{name}:dur:{duration_bucket(seconds)}")
+                count(derived[2 + _bucket_index(seconds)])
         except Exception:  # noqa: S110 - nothing may reach the host program
             pass
 
@@ -245,11 +267,18 @@ DURATION_BUCKETS = ((0.01, "lt10ms"), (0.1, "lt100ms"), (1.0, "lt1s"), (10.0, "l
 MAX_CODES_PER_NAME = 20
 
 
-def duration_bucket(seconds: float) -> str:
-    for bound, label in DURATION_BUCKETS:
+BUCKET_LABELS = (*(label for _, label in DURATION_BUCKETS), "ge1m")
+
+
+def _bucket_index(seconds: float) -> int:
+    for i, (bound, _) in enumerate(DURATION_BUCKETS):
         if seconds < bound:
-            return label
-    return "ge1m"
+            return i
+    return len(DURATION_BUCKETS)
+
+
+def duration_bucket(seconds: float) -> str:
+    return BUCKET_LABELS[_bucket_index(seconds)]
 
 
 def merge(into: Snapshot, more: Iterable[tuple[tuple[int, str], int]]) -> None:

@@ -108,6 +108,7 @@ class Telemetry:
         self._config_written = False
         self.told_this_run = False
         self._run_counted = False
+        self._timer_class: Any = None
         self._mp_hooked = False
         self._persisting_in: int | None = None  # thread ident inside _persist, for the SIGTERM handler
         self._term_pending = False
@@ -309,9 +310,12 @@ class Telemetry:
     def timed(self, name: str) -> Any:
         """``with t.timed("build"):`` or ``@t.timed("build")``: count ``name`` with its outcome,
         error code (the exception's class name) and duration bucket. Exceptions propagate unchanged."""
-        from ._timed import Timer
+        timer = self._timer_class
+        if timer is None:
+            from ._timed import Timer
 
-        return Timer(self._counters, name)
+            timer = self._timer_class = Timer
+        return timer(self._counters, name)
 
     def _maybe_notice(self) -> None:
         if self._decision.source != "default" or self._decision.mode != "on":

@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 from ._counters import Counters
 
 F = TypeVar("F", bound=Callable[..., Any])
+_perf = time.perf_counter
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 
 
@@ -36,13 +37,13 @@ class Timer:
 
     def __enter__(self) -> Timer:
         self._code = None
-        self._start = time.perf_counter()
+        self._start = _perf()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        seconds = time.perf_counter() - self._start
+        seconds = _perf() - self._start
         if exc_type is None and self._code is None:
             self._counters.record(self._name, "ok", None, seconds)
         else:

@@ -389,8 +389,7 @@ def show_bodies(
                 bodies.append(("reports", url, body))
             if store.machine_id(create=False) is None and any(w == "reports" for w, _, _ in bodies):
                 notes.append(
-                    "no machine id exists yet: the first send makes a random one in place of "
-                    + str(meta["machine_id"])
+                    "no machine id exists yet: the first send makes a random one in place of " + str(meta["machine_id"])
                 )
     if decision.mode == "local":
         notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")

@@ -170,9 +170,7 @@ class Endpoint:
         if isinstance(body, ForgetRequest):
             # An app outside the allowlist has nothing stored: honoured, nothing written.
             if self.config.rule_for(body.app) is not None:
-                await run_in_threadpool(
-                    self.store.forget, body.app, body.machine_id, now, today.isoformat()
-                )
+                await run_in_threadpool(self.store.forget, body.app, body.machine_id, now, today.isoformat())
             return {"forgotten": True}
         try:
             check_days(body, today)

@@ -133,9 +133,7 @@ def serve_main(argv: list[str]) -> int:
         else:
             os.environ.pop(ENV_CONFIG, None)
         stop = threading.Event()
-        watcher = threading.Thread(
-            target=_announce_when_healthy, args=(_url(args.host, args.port), stop), daemon=True
-        )
+        watcher = threading.Thread(target=_announce_when_healthy, args=(_url(args.host, args.port), stop), daemon=True)
         watcher.start()
         try:
             uvicorn.run(
@@ -242,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args[0]](args[1:])
     except ImportError as exc:
-        return _fail(
-            "telemetry-rollup", f"{exc.name or exc}: pip install 'telemetry-rollup[server]'", 1
-        )
+        return _fail("telemetry-rollup", f"{exc.name or exc}: pip install 'telemetry-rollup[server]'", 1)
 
 
 __all__ = ["main", "report_main", "serve_main"]

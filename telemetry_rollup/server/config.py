@@ -56,9 +56,7 @@ class AppRule:
         if self.min_version is None:
             return True
         parsed = parse_version(app_version) if app_version is not None else None
-        return parsed is not None and _padded(parsed, self.min_version) >= _padded(
-            self.min_version, parsed
-        )
+        return parsed is not None and _padded(parsed, self.min_version) >= _padded(self.min_version, parsed)
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,7 @@ def plan(body: RollupRequest, config: Config) -> tuple[Ingest, int]:
     rule = config.rule_for(body.app)
     if rule is None or not rule.version_ok(body.app_version):
         reason = "app_not_allowed" if rule is None else "app_version_too_old"
-        reports = [
-            ReportRows(id=r.id, day=r.day, counts={}, refused={reason: len(r.counts)})
-            for r in body.reports
-        ]
+        reports = [ReportRows(id=r.id, day=r.day, counts={}, refused={reason: len(r.counts)}) for r in body.reports]
         app = OTHER_APP if rule is None else body.app
         refused = sum(len(r.counts) for r in body.reports)
         return Ingest(app=app, machine_id=None, env=None, reports=reports), refused

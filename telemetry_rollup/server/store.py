@@ -242,9 +242,7 @@ class SQLStore:
         refused: dict[tuple[str, str], int] = {}
         env = batch.env
         with self.transaction() as tx:
-            if batch.machine_id is not None and self._is_forgotten(
-                tx, batch.app, batch.machine_id, now
-            ):
+            if batch.machine_id is not None and self._is_forgotten(tx, batch.app, batch.machine_id, now):
                 raise MachineForgotten(batch.app)
             new: list[ReportRows] = []
             for report in sorted(batch.reports, key=lambda r: r.id):
@@ -271,14 +269,10 @@ class SQLStore:
                 else:
                     duplicates += 1
             rows = [
-                (batch.app, report.id, name, value)
-                for report in new
-                for name, value in sorted(report.counts.items())
+                (batch.app, report.id, name, value) for report in new for name, value in sorted(report.counts.items())
             ]
             if rows:
-                tx.executemany(
-                    "INSERT INTO counts (app, report_id, name, value) VALUES (?, ?, ?, ?)", rows
-                )
+                tx.executemany("INSERT INTO counts (app, report_id, name, value) VALUES (?, ?, ?, ?)", rows)
             for report in new:
                 for reason, n in report.refused.items():
                     if n:
@@ -384,9 +378,7 @@ class SQLStore:
     def report_ids(self, app: str) -> list[tuple[str, str | None, str | None]]:
         """(id, machine_id, day) of every known report of an app; for tests and audits."""
         with self.transaction() as tx:
-            rows = tx.execute(
-                "SELECT id, machine_id, day FROM reports WHERE app = ? ORDER BY id", (app,)
-            ).fetchall()
+            rows = tx.execute("SELECT id, machine_id, day FROM reports WHERE app = ? ORDER BY id", (app,)).fetchall()
         return [(str(i), m, d) for i, m, d in rows]
 
 
@@ -416,9 +408,7 @@ class SQLiteStore(SQLStore):
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
-            )
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a 2xx tells the client to delete its report, so the commit must be on disk.
             conn.execute("PRAGMA synchronous=FULL")
