@@ -386,8 +386,8 @@ def w_collapse(a: dict[str, Any]) -> dict[str, Any]:
     """The exit hook's compaction: a full 256 KiB buffer collapsed into one line per day and name."""
     from telemetry_rollup import _store
     from telemetry_rollup._codec import decode_lines
+    from telemetry_rollup._days import today_iso
     from telemetry_rollup._rollup import BUFFER_CAP
-    from telemetry_rollup._sender import today_iso
 
     today_s = today_iso(time.time())
     today = _dt.date.fromisoformat(today_s)
@@ -782,21 +782,27 @@ def bench_exit_hook(p: Params, ep: Endpoints) -> dict[str, Any]:
                 pr.kill()
                 pr.wait()
     _reap_senders(f"TELEMETRY_ROLLUP_HOME={home}", 15)
-    # exact totals: everything the hooks wrote, in the buffer and in spill files
+    # exact totals: everything the hooks wrote, wherever it now is (the buffer, spill files, or,
+    # when spill files made a send due, the committed outbox generation a detached sender built)
     from_files: dict[str, int] = {}
-    files = (
-        [app / "buffer.jsonl", *sorted((app / "spill").glob("*.jsonl"))]
-        if (app / "spill").is_dir()
-        else [app / "buffer.jsonl"]
-    )
+    spills = len(list((app / "spill").glob("*.jsonl"))) if (app / "spill").is_dir() else 0
+    files = [app / "buffer.jsonl", *sorted((app / "spill").glob("*.jsonl"))]
+    current = app / "outbox" / "CURRENT"
+    if current.exists():
+        gen = app / "outbox" / current.read_text().strip()
+        files += [*sorted((gen / "inputs").glob("*.jsonl")), gen / "carry.jsonl"]
+        for rep in sorted((gen / "reports").glob("*.json")):
+            for n, c in json.loads(rep.read_bytes())["counts"].items():
+                from_files[n] = from_files.get(n, 0) + c
     for f in files:
+        if not f.exists():
+            continue
         for line in f.read_bytes().splitlines():
             obj = json.loads(line)
             from_files[obj["n"]] = from_files.get(obj["n"], 0) + obj["c"]
     expected_build = p.exit_procs * p.exit_counts
     cmd_total = sum(c for n, c in from_files.items() if n.startswith("cmd."))
     exact = from_files.get("build") == expected_build and cmd_total == expected_build
-    spills = len(files) - 1
     return {
         "n": len(hooks),
         "procs": p.exit_procs,

@@ -228,8 +228,9 @@ class Demo:
     def roll_up(self) -> list[bytes]:
         """The sender's build step, in this process: the reports and the exact request bodies
         that ``flush`` will then POST (committed reports are immutable, ids included)."""
+        from ._days import today_iso
         from ._names import is_name
-        from ._sender import Pipeline, meta_for, today_iso
+        from ._sender import Pipeline, meta_for
         from ._store import AppStore
 
         assert is_name(APP)

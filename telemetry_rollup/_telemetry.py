@@ -32,18 +32,7 @@ else:
     SendResult.__doc__ = "What a :meth:`Telemetry.send` call did, in reports."
 
 
-class _Log:
-    """``logging.getLogger("telemetry_rollup")``, without importing logging (~5 ms) when no handler
-    can exist: a host that never imported logging configured none, and debug mode imports it."""
-
-    def debug(self, msg: str, *args: object) -> None:
-        if "logging" in sys.modules:
-            import logging
-
-            logging.getLogger("telemetry_rollup").debug(msg, *args)
-
-
-log = _Log()
+from ._log import log  # noqa: E402 - after the SendResult definition it belongs beside
 
 EXIT_BUDGET = 2.0  # seconds the exit hook may take, everything included
 EXIT_LOCK_WAIT = 1.0  # then the lines go to a spill file
@@ -251,8 +240,8 @@ class Telemetry:
 
     def _write(self, snap: dict[Any, int], *, fast: bool, timeout: float) -> str | None:
         from . import _store
+        from ._days import today_iso
         from ._rollup import from_day_numbers
-        from ._sender import today_iso
 
         store = self._store
         if not self._still_on():
@@ -294,7 +283,7 @@ class Telemetry:
             return
         self._run_counted = True
         from ._days import day_of
-        from ._sender import is_ci
+        from ._due import is_ci
 
         day = day_of(time.time())
         try:
@@ -399,7 +388,7 @@ class Telemetry:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""
         if self._decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
             return False
-        from ._sender import auto_due
+        from ._due import auto_due
 
         return auto_due(self._store, self._options["send_interval"], time.time())
 
@@ -481,7 +470,7 @@ class Telemetry:
             left = EXIT_BUDGET - (time.monotonic() - start)
             self._persist(fast=True, timeout=max(0.0, min(EXIT_LOCK_WAIT, left - 0.5)))
             if spawn and self._due():
-                from ._sender import claim_autosend
+                from ._due import claim_autosend
 
                 if claim_autosend(self._store, self._options["send_interval"], time.time()):
                     self._spawn_sender()

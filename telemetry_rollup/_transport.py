@@ -10,12 +10,11 @@ timeout.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any, NamedTuple
 
-log = logging.getLogger("telemetry_rollup")
+from ._log import log
 
 REJECTED = frozenset({400, 401, 403, 404, 410, 413, 422})
 
@@ -71,7 +70,7 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 def post(url: str, body: bytes, *, timeout: float, headers: dict[str, str] | None = None) -> Outcome:
     """POST ``body`` as JSON; never raises, never takes longer than ``timeout`` (plus a few ms)."""
     out = _post_bounded(url, body, timeout=timeout, headers=headers)
-    if log.isEnabledFor(logging.DEBUG):  # TELEMETRY_ROLLUP_DEBUG=1: every body and its answer
+    if log.enabled():  # TELEMETRY_ROLLUP_DEBUG=1: every body and its answer
         log.debug("POST %s %s", url, body.decode("utf-8", "replace"))
         log.debug("-> %s (%s)", out.detail, out.kind)
     return out

@@ -352,7 +352,8 @@ def show_bodies(
     import time
 
     from ._control import forget_body, forget_requests, opted_out_by_env
-    from ._sender import Pipeline, decide, meta_for, today_iso
+    from ._days import today_iso
+    from ._sender import Pipeline, decide, meta_for
 
     bodies: list[tuple[str, str | None, bytes]] = []
     notes: list[str] = []
@@ -431,7 +432,8 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     import time
 
     from ._control import retry_forget
-    from ._sender import auto_due, run
+    from ._due import auto_due
+    from ._sender import run
 
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")

@@ -22,7 +22,7 @@ STEPS = ["recover", "claim", "prepare", "commit", "cleanup", "posted-before-ack"
 SCRIPT = """
 import os, signal, sys, time
 from pathlib import Path
-from telemetry_rollup import _sender, _store
+from telemetry_rollup import _days, _sender, _store
 store = _store.AppStore(Path(sys.argv[1]))
 kill_at = sys.argv[2]
 def die(step):
@@ -32,7 +32,7 @@ with store.lock_sender(5):
     p = _sender.Pipeline(store)
     gen = p.recover(); die("recover")
     p.claim(gen, timeout=5); die("claim")
-    new, _ = p.prepare(gen, today=_sender.today_iso(time.time())); die("prepare")
+    new, _ = p.prepare(gen, today=_days.today_iso(time.time())); die("prepare")
     p.commit(new); die("commit")
     p.cleanup(gen); die("cleanup")
     meta = _sender.meta_for(store, store.config(), os.environ, create_id=True)

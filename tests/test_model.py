@@ -10,6 +10,7 @@ and fall short of them by no more than what is recorded under ``_dropped`` (noth
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -222,6 +223,9 @@ def _peek(c: _counters.Counters) -> dict[Any, int]:
 
 
 Pipeline.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=60, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=int(os.environ.get("MODEL_EXAMPLES", "150")),
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
 )
 TestPipeline = Pipeline.TestCase

@@ -141,3 +141,12 @@ def test_payload_has_exactly_the_documented_fields() -> None:
 def test_expiry() -> None:
     assert _rollup.expired("2026-10-01", today="2026-11-22")
     assert not _rollup.expired("2026-10-23", today="2026-11-22")
+
+
+@given(st.integers(min_value=-719162, max_value=2932896))  # 0001-01-01 .. 9999-12-31
+def test_iso_day_arithmetic_matches_datetime(day: int) -> None:
+    import datetime
+
+    expected = (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
+    assert _days.iso(day) == expected
+    assert _days.parse_iso(expected) == day

@@ -1,0 +1,96 @@
+"""Cheap checks for the exit hook and the flusher: is an automatic send worth starting?
+
+Kept apart from ``_sender`` so a short CLI's exit pays for a few small reads, not for importing
+the sender and its transport.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from . import _fs
+from ._days import today_iso
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._store import AppStore
+
+_CI_VARS = (
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "CIRCLECI",
+    "TF_BUILD",
+    "JENKINS_URL",
+    "TRAVIS",
+    "TEAMCITY_VERSION",
+)
+
+
+def is_ci(environ: Mapping[str, str]) -> bool:
+    ci = environ.get("CI", "").strip().lower()
+    if ci and ci not in ("0", "false", "no"):
+        return True
+    return any(environ.get(v) for v in _CI_VARS)
+
+
+def auto_due(store: AppStore, send_interval: float, now: float) -> bool:
+    """May an automatic send be worth starting? Cheap: a few small reads, no roll-up."""
+    state = store.state()
+    if now < float(state.get("next_attempt_at", 0) or 0):
+        return False
+    if now - float(state.get("last_auto_try_at", 0) or 0) < send_interval:
+        return False
+    return has_due_data(store, now)
+
+
+def claim_autosend(store: AppStore, send_interval: float, now: float) -> bool:
+    """Exactly one exiting process per send interval starts the detached sender.
+
+    When a hundred short CLIs exit together with reports due, each would otherwise spawn a sender
+    (all but one then find the sender lock taken): a burst of interpreters on a small machine.
+    The token ``autosend.<interval number>`` is created with O_EXCL; older tokens are removed.
+    """
+    bucket = int(now // max(send_interval, 60.0))
+    name = f"autosend.{bucket}"
+    try:
+        fd = os.open(store.dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        for entry in os.listdir(store.dir):
+            if entry.startswith("autosend.") and entry != name:
+                os.unlink(store.dir / entry)
+    except OSError:
+        pass
+    return True
+
+
+def _first_day(data: bytes | None) -> bytes | None:
+    if data and b'"d":"' in data:
+        return data.split(b'"d":"', 1)[1][:10]
+    return None
+
+
+def has_due_data(store: AppStore, now: float) -> bool:
+    """Pending reports, spill files, or a buffer or carry that begins with a completed day."""
+    today = today_iso(now).encode()
+    day = _first_day(_fs.read_capped(store.buffer, 64))
+    if day is not None and day < today:
+        return True
+    if store.spill_files():
+        return True
+    current = _fs.read_capped(store.current, 128)
+    if current:
+        gen = store.outbox / current.decode("ascii", "replace").strip()
+        try:
+            if any(gen.joinpath("reports").iterdir()):
+                return True
+        except OSError:
+            pass
+        day = _first_day(_fs.read_capped(gen / "carry.jsonl", 64))
+        if day is not None and day < today:
+            return True
+    return False
