@@ -1189,22 +1189,26 @@ one is faster, the ratios hold).
   `pathlib` no longer load at import (they cost ~20 ms together). `threading` could be deferred too (the counters'
   lock from `_thread`, the flusher's Event created lazily), but the first count of a new name starts the flush
   thread and loads it anyway, so no whole run would get faster; not done.
+- **`count()` from 4 threads** (0.8-1.0x one thread across runs, totals always exact). With the GIL only one
+  thread runs Python at a time, so 4 threads can at best match one; what is left is the cost of switching
+  between them, which a lock-free `next()` on a shared counter does not add to but cannot remove.
 - **Whole CLI run** (about +15-25 ms over the 20 ms target, the same in all three endpoint states, because the
   process never touches the network). Measured inside the process: import ~4 ms; `configure()` ~9 ms, of which
   ~7 ms is importing `pathlib` (it loads `urllib.parse`, `ipaddress`, `fnmatch` and `re`), which the store layer
-  (`_paths`, `_fs`, `_store`) is written in; the exit hook ~7 ms with reports due: the due check imports `_sender`
-  (and with it `typing`, for its NamedTuples, ~2 ms), starting the detached sender imports `subprocess` (~2 ms)
-  and forks and execs (~2 ms). The next step would be a store layer on `os.path` strings instead of `pathlib`
+  (`_paths`, `_fs`, `_store`) is written in; the exit hook ~5 ms with reports due: the due check reads a few small files
+  (`_due`, which loads neither the sender nor its transport), starting the detached sender imports `subprocess`
+  (~2 ms) and forks and execs (~2 ms). The next step would be a store layer on `os.path` strings instead of `pathlib`
   (~7 ms), a restructure left for a separate change since other work is editing those modules now. For scale:
   the other SDKs add 0.2 s (healthy) to 15.7 s (never answering). The host process does the same work in all
   three states (only the detached sender touches the network); the spread between the columns is the shared
   machine and the detached sender starting on the other core while the next rounds run.
 - **Exit hook, 100 processes at once** (p99 far over 50 ms; every hook well under its 2 s bound, totals exact, no
-  spill). Each hook's own CPU time is ~15-20 ms; the wall time is 100 interpreters tearing down on 2 cores at the
+  spill). Each hook's own CPU time is ~4-7 ms; the wall time is 100 interpreters tearing down on 2 cores at the
   same moment, so most hooks wait for a core. No change to the hook can make 100 x (hook + interpreter exit) of
   CPU fit in 50 ms on 2 cores; on this machine class the target is unreachable by construction.
-- **Collapse of a full buffer** (around the 10 ms target, ±1 ms from run to run). ~5,900 lines, each parsed by
-  `orjson.loads`, validated (name and day) and merged, then rewritten in place: ~1.7 µs per line.
+- **Collapse of a full buffer** (10-18 ms across runs on this shared machine, against a 10 ms target).
+  ~5,900 lines, each parsed by `orjson.loads`, validated (name and day) and merged, then rewritten in place:
+  ~1.7 µs per line.
 """
 
 
