@@ -43,8 +43,8 @@ from typing import Any
 from . import _days, _fs
 from ._codec import decode_lines, decode_report
 from ._consent import MODES
+from ._line import BUFFER_CAP
 from ._names import CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
-from ._rollup import BUFFER_CAP
 from ._store import MAX_BUFFER_READ, AppStore
 
 SCHEMA = 1

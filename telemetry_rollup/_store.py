@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from . import _fs
 from ._consent import parse_stored
-from ._rollup import BUFFER_CAP
+from ._line import BUFFER_CAP
 
 MAX_SMALL_FILE = 256 * 1024
 #: a buffer file larger than this is hostile or damaged: only this much of it is read
@@ -237,7 +237,7 @@ def append(
     ``check`` runs under the buffer lock before anything is written (``off`` holds that lock
     while it deletes): when it returns False nothing is written and "off" is returned.
     """
-    from ._codec import encode_line_fast
+    from ._line import encode_line_fast
 
     data = b"".join(encode_line_fast(d, n, c) for (d, n), c in sorted(rollup.items()) if c > 0)
     if not data:
