@@ -14,6 +14,7 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
       "endpoint": "https://..." | null,
       "machine_id": "uuid" | null,             # made at the first send, deleted by off
       "data_dir": "/home/u/.local/state/telemetry-rollup/acme",
+      "unsafe": "... is writable by group or others" | null,  # then mode is off, source "unsafe"
       "notice_shown": true,
       "buffer": {"bytes": 1234, "cap": 262144, "spill_files": 0},
       "pending": {
@@ -57,7 +58,7 @@ def _committed_gen(store: AppStore) -> Path | None:
     if not data:
         return None
     name = data.decode("ascii", "replace").strip()
-    gen = store.outbox / name
+    gen = Path(store.outbox) / name
     if not name.startswith("gen-") or "/" in name or not gen.is_dir():
         return None
     return gen
@@ -85,11 +86,11 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
         if name in reserved:
             reserved[name] += c
 
-    raw: list[Path] = [store.buffer, *store.spill_files()]
+    raw: list[Path] = [Path(store.buffer), *map(Path, store.spill_files())]
     gen = _committed_gen(store)
     if gen is not None:
         for p in _files(gen / "reports", ".json"):
-            r = decode_report(_fs.read_capped(p, MAX_BUFFER_READ) or b"")
+            r = decode_report(_fs.read_capped(p, MAX_BUFFER_READ, links_ok=True) or b"")
             if r is None:
                 continue
             n_reports += 1
@@ -123,7 +124,7 @@ def _next_attempt(
         return {"at": None, "why": f"mode is {mode}: nothing is sent"}
     if not isinstance(endpoint, str) or not endpoint:
         return {"at": None, "why": "no endpoint configured"}
-    if source == "default" and not store.notice_file.exists():
+    if source == "default" and not os.path.isfile(store.notice_file):
         return {"at": None, "why": "not before the notice has been shown (in a run that sends nothing)"}
     if not pend["days"]:
         return {"at": None, "why": "nothing pending"}
@@ -174,7 +175,8 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "endpoint": endpoint,
         "machine_id": store.machine_id(create=False),
         "data_dir": str(store.dir),
-        "notice_shown": store.notice_file.exists(),
+        "unsafe": store.unsafe(),
+        "notice_shown": os.path.isfile(store.notice_file),
         "buffer": {"bytes": _fs.file_size(store.buffer), "cap": BUFFER_CAP, "spill_files": len(store.spill_files())},
         "pending": pend,
         "reserved": reserved,
@@ -188,6 +190,6 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
     }
 
 
-def status_all(stores: list[AppStore], root: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def status_all(stores: list[AppStore], root: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The document ``status --json`` prints."""
     return {"schema": SCHEMA, "data_root": str(root), "apps": [app_status(s, environ) for s in stores]}

@@ -180,10 +180,10 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], out: IO[str]) -> ar
 
 
 def _run_parsed(args: argparse.Namespace, prog: str, out: IO[str], err: IO[str]) -> int:
-    from ._telemetry import _setup_debug
+    from ._log import setup_debug
 
     try:
-        _setup_debug()
+        setup_debug()
         return int(_dispatch(args, out, err))
     except UsageError as exc:
         err.write(f"{prog}: {exc}\n")
@@ -230,7 +230,7 @@ def _stores(app: str | None) -> list[AppStore]:
     if app is not None:
         if not is_name(app):
             raise UsageError(f"invalid app name {app!r}")
-        return [AppStore(root / app)]
+        return [AppStore(os.path.join(root, app))]
     return list(app_stores(root))
 
 
@@ -396,7 +396,7 @@ def show_bodies(
         notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
     elif url is None:
         notes.append("no endpoint is configured: nothing is sent")
-    elif decision.source == "default" and not store.notice_file.exists():
+    elif decision.source == "default" and not os.path.isfile(store.notice_file):
         notes.append("nothing is sent before the notice has been shown once")
     return bodies, notes
 

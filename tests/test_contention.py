@@ -88,8 +88,9 @@ def test_interpreter_shutdown_while_the_background_thread_is_in_a_send(home: Pat
     store = make_app(home, endpoint=receiver.url)
     add_lines(store, {(day(-1), "old"): 2})
     receiver.behaviour = "hang"
+    # A host that uses threads (threading imported by its main thread): the flusher sends in-process.
     code = f"""
-        import time, telemetry_rollup as tr
+        import threading, time, telemetry_rollup as tr
         tr.configure("acme", endpoint={receiver.url!r}, flush_interval=0.1, send_interval=0)
         tr.count("x", 4)
         time.sleep(0.6)   # the flusher is now inside a send to a server that never answers

@@ -68,8 +68,8 @@ def test_kill_at_each_step_then_recover_delivers_exactly_once(home: Path, receiv
     # nothing left behind
     gen = _sender.Pipeline(store).recover()
     assert list((gen / "inputs").iterdir()) == [] and not (gen / "carry.jsonl").exists()
-    assert [p.name for p in store.outbox.iterdir()] == sorted(["CURRENT", gen.name]) or len(
-        list(store.outbox.iterdir())
+    assert [p.name for p in Path(store.outbox).iterdir()] == sorted(["CURRENT", gen.name]) or len(
+        list(Path(store.outbox).iterdir())
     ) == 2
 
 

@@ -36,9 +36,9 @@ def test_env_off_means_no_file_no_thread_no_connection(home: Path, receiver: Rec
 
 def test_stored_off_deletes_nothing_it_should_keep_and_writes_nothing(home: Path, receiver: Receiver) -> None:
     store = make_app(home, endpoint=receiver.url, mode="off")
-    before = sorted(p.name for p in store.dir.iterdir())
+    before = sorted(p.name for p in Path(store.dir).iterdir())
     run_py(HOST.format(url=receiver.url))
-    assert sorted(p.name for p in store.dir.iterdir()) == before
+    assert sorted(p.name for p in Path(store.dir).iterdir()) == before
     assert receiver.connections == 0
 
 
@@ -100,7 +100,7 @@ def test_exit_hook_sender_delivers(home: Path, receiver: Receiver) -> None:
 
 def test_no_send_in_the_run_that_showed_the_notice(home: Path, receiver: Receiver) -> None:
     store = make_app(home, endpoint=receiver.url)
-    store.mode_file.unlink()  # the user never chose: default on, notice pending
+    Path(store.mode_file).unlink()  # the user never chose: default on, notice pending
     add_lines(store, {(day(-1), "yesterday"): 3})
     proc = run_py(
         f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); '
