@@ -4,6 +4,7 @@ embedded interpreter, and holding none of the host's pipes open."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,26 @@ def test_the_sender_holds_no_pipe_of_the_host_open(home: Path, tmp_path: Path, r
     os.close(r)
     assert time.monotonic() - t0 < 2.0
     receiver.release.set()
+
+
+def test_without_fcntl_appends_go_through_filelock(home: Path, tmp_path: Path) -> None:
+    """Windows has no fcntl: the exit hook and the flusher lock through filelock instead."""
+    code = """
+        import sys, time
+        sys.modules["fcntl"] = None   # as on Windows
+        import telemetry_rollup as tr
+        tr.configure("acme", default="local", flush_interval=0.1)
+        tr.count("early", 2)
+        time.sleep(0.5)               # the flusher persists
+        tr.count("late")              # and the exit hook
+        print("host ok")
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout == "host ok\n" and "Traceback" not in proc.stderr, proc.stderr
+    got: dict[str, int] = {}
+    for line in (home / "acme" / "buffer.jsonl").read_text().splitlines():
+        x = json.loads(line)
+        got[x["n"]] = got.get(x["n"], 0) + x["c"]
+    assert got == {"early": 2, "late": 1, "_run:script": 1}
