@@ -301,13 +301,19 @@ def append(
 
 def _compact(store: AppStore, rollup: dict[Any, int], today: str) -> None:
     from ._codec import decode_lines
+    from ._line import split_own
     from ._names import CORRUPT
     from ._rollup import fit_to_cap, merge
 
     old = _fs.read_capped(store.buffer, MAX_BUFFER_READ) or b""
-    dec = decode_lines(old)
-    merged = merge(dec.rollup, rollup)
-    if dec.corrupt:
-        merged[(today, CORRUPT)] = merged.get((today, CORRUPT), 0) + dec.corrupt
-    out, _ = fit_to_cap(merged, dec.foreign, today=today)
+    own, rest = split_own(old)  # our own lines without a JSON parser: the codec reads the rest
+    foreign: list[bytes] = []
+    merged = merge(own, rollup)
+    if rest.strip():
+        dec = decode_lines(rest)
+        merged = merge(merged, dec.rollup)
+        foreign = dec.foreign
+        if dec.corrupt:
+            merged[(today, CORRUPT)] = merged.get((today, CORRUPT), 0) + dec.corrupt
+    out, _ = fit_to_cap(merged, foreign, today=today)
     _fs.atomic_write(store.buffer, out)
