@@ -53,8 +53,7 @@ def claim_autosend(store: AppStore, send_interval: float, now: float) -> bool:
     (all but one then find the sender lock taken): a burst of interpreters on a small machine.
     The token ``autosend.<interval number>`` is created with O_EXCL; older tokens are removed.
     """
-    bucket = int(now // max(send_interval, 60.0))
-    name = f"autosend.{bucket}"
+    name = _token(send_interval, now)
     try:
         fd = os.open(os.path.join(store.dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError:
@@ -67,6 +66,18 @@ def claim_autosend(store: AppStore, send_interval: float, now: float) -> bool:
     except OSError:
         pass
     return True
+
+
+def release_autosend(store: AppStore, send_interval: float, now: float) -> None:
+    """Give back this interval's token (the sender could not be started after all)."""
+    try:
+        os.unlink(os.path.join(store.dir, _token(send_interval, now)))
+    except OSError:
+        pass
+
+
+def _token(send_interval: float, now: float) -> str:
+    return f"autosend.{int(now // max(send_interval, 60.0))}"
 
 
 def _first_day(data: bytes | None) -> bytes | None:

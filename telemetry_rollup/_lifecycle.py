@@ -266,10 +266,12 @@ class Lifecycle:
             if self._term:
                 self._die_of_sigterm()
 
-    def start_sender(self) -> None:
-        """Start the detached sender, if this process is the one of this send interval to do it."""
+    def start_sender(self, *, subprocess_ok: bool = True) -> None:
+        """Start the detached sender, if this process is the one of this send interval to do it.
+        ``subprocess_ok`` False (the raw flusher of a host without ``threading``): only
+        ``posix_spawn``, since ``subprocess`` imports ``threading`` (see the module docstring)."""
         from . import _spawn
-        from ._due import claim_autosend
+        from ._due import claim_autosend, release_autosend
 
         owner = self._owner
         store = owner._store
@@ -277,11 +279,15 @@ class Lifecycle:
         if argv is None:
             log.debug("no detached sender: %s is not a Python interpreter", sys.executable)
             return
-        if not claim_autosend(store, owner._options["send_interval"], time.time()):
+        now = time.time()
+        if not claim_autosend(store, owner._options["send_interval"], now):
             return
         env = dict(os.environ)
         env["TELEMETRY_ROLLUP_HOME"] = owner._options["home"]
-        pid = _spawn.start(argv, env=env, cwd=store.dir, keep_stderr=debug_enabled())
+        pid = _spawn.start(argv, env=env, cwd=store.dir, keep_stderr=debug_enabled(), subprocess_ok=subprocess_ok)
+        if pid is None:
+            release_autosend(store, owner._options["send_interval"], now)  # the exit hook may start it
+            return
         step("exit:spawned")
         log.debug("started a detached sender for %s (pid %d)", owner.app, pid)
 

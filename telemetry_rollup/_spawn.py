@@ -88,8 +88,11 @@ def _inheritable_fds() -> list[int]:
     return []
 
 
-def start(argv: list[str], *, env: dict[str, str], cwd: str, keep_stderr: bool) -> int:
-    """Start ``argv`` detached and return its pid at once."""
+def start(
+    argv: list[str], *, env: dict[str, str], cwd: str, keep_stderr: bool, subprocess_ok: bool = True
+) -> int | None:
+    """Start ``argv`` detached and return its pid at once (None: not started, ``posix_spawn``
+    refused and ``subprocess_ok`` is False)."""
     spawn = getattr(os, "posix_spawn", None)
     if spawn is not None:
         null = os.devnull
@@ -104,6 +107,8 @@ def start(argv: list[str], *, env: dict[str, str], cwd: str, keep_stderr: bool) 
             return int(spawn(argv[0], argv, env, file_actions=actions, setsid=True))
         except (OSError, NotImplementedError, TypeError):
             pass  # e.g. no POSIX_SPAWN_SETSID here: subprocess knows the platform's way
+    if not subprocess_ok:
+        return None
     return _start_subprocess(argv, env=env, cwd=cwd, keep_stderr=keep_stderr)
 
 

@@ -356,7 +356,7 @@ class Telemetry:
         if not self._due():
             return
         if not threaded:
-            self._life.start_sender()
+            self._life.start_sender(subprocess_ok=False)
             return
         from ._sender import run
 

@@ -150,3 +150,29 @@ def test_without_fcntl_appends_go_through_filelock(home: Path, tmp_path: Path) -
         x = json.loads(line)
         got[x["n"]] = got.get(x["n"], 0) + x["c"]
     assert got == {"early": 2, "late": 1, "_run:script": 1}
+
+
+def test_the_flusher_of_a_host_without_threading_never_imports_it(
+    home: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """On Python <= 3.12 the first thread to import threading becomes its main thread and shutdown
+    waits for it: the raw flusher must never be that thread (not even through subprocess, where
+    posix_spawn is missing). It leaves the send to the exit hook, which may use subprocess."""
+    due(home, receiver.url)
+    code = """
+        import os, sys, time
+        del os.posix_spawn
+        import telemetry_rollup as tr
+        tr.configure("acme", endpoint=os.environ["TEST_ENDPOINT"], flush_interval=0.1, send_interval=0)
+        tr.count("x")
+        time.sleep(0.5)               # the flusher's passes: reports are due
+        print(sorted(m for m in ("threading", "subprocess") if m in sys.modules))
+    """
+    env = dict(os.environ, TEST_ENDPOINT=receiver.url, ACME_TELEMETRY="on")
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout == "[]\n", proc.stderr
+    assert time.monotonic() - t0 < 10  # shutdown did not wait for the flusher
+    assert wait_for(lambda: receiver.totals().get("old") == 2, 20)  # the exit hook's sender delivered
