@@ -150,3 +150,17 @@ def test_background_flusher_persists_without_exit_and_never_keeps_the_process_al
     )
     assert proc.stdout.strip() == "1"
     assert '"c":3' in (home / "acme" / "buffer.jsonl").read_text()
+
+
+def test_configure_writes_nothing_and_a_run_rewrites_config_only_when_it_changed(home: Path) -> None:
+    run_py('import telemetry_rollup as tr; tr.configure("acme", default="local")')
+    assert not home.exists()  # configure() alone writes nothing, not even the data root
+    code = 'import telemetry_rollup as tr; tr.configure("acme", default="local", app_version=%r); tr.count("x")'
+    run_py(code % "1.0")
+    config = home / "acme" / "config.json"
+    first = config.stat()
+    run_py(code % "1.0")
+    assert config.stat().st_ino == first.st_ino  # the same file: not rewritten
+    assert json.loads(config.read_text())["app_version"] == "1.0"
+    run_py(code % "1.1")
+    assert json.loads(config.read_text())["app_version"] == "1.1"  # a changed setting is written
