@@ -11,12 +11,27 @@ Importing this package loads none of its dependencies and creates no file and no
 
 from __future__ import annotations
 
-from ._telemetry import SendResult, Telemetry
-from ._version import __version__
+from ._telemetry import Telemetry
 
 TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
 if TYPE_CHECKING:
     from typing import Any
+
+    from ._telemetry import SendResult
+    from ._version import __version__
+else:
+
+    def __getattr__(name: str) -> Any:
+        # Loaded at first use: importing the package loads the hot path only.
+        if name == "SendResult":
+            from . import _telemetry
+
+            return _telemetry.SendResult
+        if name == "__version__":
+            from ._version import __version__
+
+            return __version__
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status", "timed"]
 

@@ -12,9 +12,7 @@ import os
 import sys
 import time
 
-from ._consent import Decision, env_decision, notice_text, resolve
 from ._counters import Counters
-from ._lifecycle import EXIT_LOCK_WAIT, Lifecycle
 from ._log import log, setup_debug, step
 from ._names import env_prefix_for, is_name
 
@@ -23,6 +21,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any, Callable, NamedTuple
 
+    from ._consent import Decision
+    from ._lifecycle import Lifecycle
+
     class SendResult(NamedTuple):
         """What a :meth:`Telemetry.send` call did, in reports."""
 
@@ -30,16 +31,33 @@ if TYPE_CHECKING:
         kept: int = 0
         dropped: int = 0
 
-else:
-    from ._record import record
+#: flush() and send() wait this long for the buffer lock, then write a spill file
+LOCK_WAIT = 1.0
 
-    SendResult = record(
-        "SendResult",
-        ("sent", "kept", "dropped"),
-        module=__name__,
-        defaults=(0, 0, 0),
-        doc="What a :meth:`Telemetry.send` call did, in reports.",
-    )
+
+# ``import telemetry_rollup`` loads the hot path only (_counters): consent, the lifecycle and the
+# SendResult type are loaded by the first configure() or send() that needs them.
+def _result(sent: int = 0, kept: int = 0, dropped: int = 0) -> SendResult:
+    cls = globals().get("SendResult")
+    if cls is None:
+        from ._record import record
+
+        cls = globals()["SendResult"] = record(
+            "SendResult",
+            ("sent", "kept", "dropped"),
+            module=__name__,
+            defaults=(0, 0, 0),
+            doc="What a :meth:`Telemetry.send` call did, in reports.",
+        )
+    return cls(sent, kept, dropped)  # type: ignore[no-any-return]
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name == "SendResult":
+            return type(_result())
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _allow_matcher(allow: Iterable[str] | None) -> Callable[[str], bool] | None:
@@ -74,9 +92,9 @@ class Telemetry:
         self.count = self._counters.count
         self.app: str | None = None
         self._options: dict[str, Any] = {}
-        self._decision = Decision("off", "unconfigured")
+        self._decision: Decision | None = None  # None: not configured (off)
         self._store: Any = None
-        self._life = Lifecycle(self)
+        self._life: Lifecycle | None = None
         self._config_written = False
         self.told_this_run = False
         self._run_counted = False
@@ -142,6 +160,10 @@ class Telemetry:
             }
             self._headers = headers
             self._counters.allow = _allow_matcher(allow)
+            if self._life is None:
+                from ._lifecycle import Lifecycle
+
+                self._life = Lifecycle(self)
             self._decision = self._decide()
             self._apply_mode()
         except Exception as exc:
@@ -150,6 +172,8 @@ class Telemetry:
             self._counters.clear()
 
     def _decide(self) -> Decision:
+        from ._consent import Decision, env_decision, resolve
+
         prefix = self._options["env_prefix"]
         decided = env_decision(os.environ, prefix)
         if decided is not None and decided.mode == "off":
@@ -163,32 +187,38 @@ class Telemetry:
         return resolve({}, prefix, self._store.stored_mode(), self._options["default"])
 
     def _apply_mode(self) -> None:
-        if self._decision.mode == "off":
+        life, decision = self._life, self._decision
+        assert life is not None and decision is not None  # configure() made them
+        if decision.mode == "off":
             self._counters.off = True
             self._counters.clear()
-            self._life.stop_flusher()
+            life.stop_flusher()
             return
         self._counters.off = False
-        self._life.register()
-        self._counters.on_new_name = self._life.on_first_count
+        life.register()
+        self._counters.on_new_name = life.on_first_count
 
     @property
     def mode(self) -> str:
-        return self._decision.mode
+        return self.decision.mode
 
     @property
     def decision(self) -> Decision:
+        if self._decision is None:
+            from ._consent import Decision
+
+            return Decision("off", "unconfigured")
         return self._decision
 
     # -- persisting ----------------------------------------------------------------------------
     def flush(self) -> None:
         """Append the in-memory counts to the buffer now. Never raises."""
-        self._persist(fast=False, timeout=EXIT_LOCK_WAIT)
+        self._persist(fast=False, timeout=LOCK_WAIT)
 
     def _persist(self, *, fast: bool, timeout: float, lock_wait: float | None = None) -> str | None:
         """One persist: take what was counted and append it. ``lock_wait``: how long to wait for a
         persist in progress elsewhere (None: until it ends); then go on without it (the exit path)."""
-        if self.app is None or self._counters.off:
+        if self.app is None or self._counters.off or self._life is None:
             return None
         lock = self._life.persist_lock
         held = lock.acquire() if lock_wait is None else lock.acquire(True, lock_wait)
@@ -245,6 +275,9 @@ class Telemetry:
 
     def _still_on(self) -> bool:
         """A choice stored by another process (``off`` above all) wins before anything is written."""
+        from ._consent import resolve
+
+        assert self._decision is not None
         if self._decision.source in ("stored", "default"):
             latest = resolve({}, self._options["env_prefix"], self._store.stored_mode(), self._options["default"])
             if latest != self._decision:
@@ -276,8 +309,9 @@ class Telemetry:
 
     def _maybe_notice(self) -> None:
         """Under the buffer lock: the first persist of an app on by default shows the notice."""
-        if self._decision.source != "default" or self._decision.mode != "on":
+        if self.decision.source != "default" or self.decision.mode != "on":
             return
+        from ._consent import notice_text
         from ._persist import show_notice
 
         text = notice_text(
@@ -302,9 +336,9 @@ class Telemetry:
         """Flush, then deliver the reports that are due, within ``timeout`` for the whole call."""
         start = time.monotonic()
         try:
-            self._persist(fast=False, timeout=min(EXIT_LOCK_WAIT, timeout))
+            self._persist(fast=False, timeout=min(LOCK_WAIT, timeout))
             if self.app is None or self._counters.off:
-                return SendResult()
+                return _result()
             from ._sender import run
 
             left = max(0.0, timeout - (time.monotonic() - start))
@@ -317,11 +351,11 @@ class Telemetry:
             )
             dropped = res.built.dropped_counts if res.built else 0
             if res.sent is None:
-                return SendResult(0, 0, dropped)
-            return SendResult(res.sent.sent, res.sent.kept, res.sent.rejected)
+                return _result(0, 0, dropped)
+            return _result(res.sent.sent, res.sent.kept, res.sent.rejected)
         except Exception as exc:
             log.debug("send failed: %r", exc)
-            return SendResult()
+            return _result()
 
     def _headers_now(self) -> dict[str, str] | None:
         """The configured headers, the callable evaluated now; None if absent, empty or invalid."""
@@ -336,9 +370,10 @@ class Telemetry:
 
     def _due(self) -> bool:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""
-        if self._decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
+        decision = self.decision
+        if decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
             return False
-        if self._decision.source == "default" and not os.path.lexists(self._store.notice_file):
+        if decision.source == "default" and not os.path.lexists(self._store.notice_file):
             return False  # nothing is sent before the notice was shown
         from ._due import auto_due
 
@@ -352,11 +387,12 @@ class Telemetry:
         while the host has not imported ``threading``, this pass imports nothing that does: it
         persists with the raw flock and leaves sending to the detached sender."""
         threaded = "threading" in sys.modules
-        self._persist(fast=not threaded, timeout=EXIT_LOCK_WAIT)
+        self._persist(fast=not threaded, timeout=LOCK_WAIT)
         if not self._due():
             return
         if not threaded:
-            self._life.start_sender(subprocess_ok=False)
+            if self._life is not None:
+                self._life.start_sender(subprocess_ok=False)
             return
         from ._sender import run
 

@@ -20,33 +20,32 @@ import pytest
 from receiver import Receiver, wait_for
 from sender_setup import add_lines, day, make_app
 
-#: beyond bare Python: the standard library's share (all tiny or built in)
-STDLIB = {"__future__", "_operator", "itertools"}
-#: ... and the package's
-PACKAGE = {
+#: ``import telemetry_rollup``: the hot path only (the rest loads at the first configure())
+IMPORT = {
+    "__future__",
+    "itertools",
     "telemetry_rollup",
-    "telemetry_rollup._consent",
     "telemetry_rollup._counters",
     "telemetry_rollup._days",
-    "telemetry_rollup._lifecycle",
     "telemetry_rollup._log",
     "telemetry_rollup._names",
-    "telemetry_rollup._record",
     "telemetry_rollup._telemetry",
-    "telemetry_rollup._version",
 }
-IMPORT = STDLIB | PACKAGE
 #: a whole run: configure, counts, the exit hook (persist, notice check, config check, due check)
 RUN = IMPORT | {
+    "_operator",
     "atexit",
     "errno",
     "fcntl",
+    "telemetry_rollup._consent",
     "telemetry_rollup._due",
     "telemetry_rollup._flat",
     "telemetry_rollup._fs",
+    "telemetry_rollup._lifecycle",
     "telemetry_rollup._line",
     "telemetry_rollup._paths",
     "telemetry_rollup._persist",
+    "telemetry_rollup._record",
     "telemetry_rollup._store",
 }
 #: ... that also starts the detached sender
