@@ -7,6 +7,7 @@ name, every Python). Both spell the same structure::
     per_machine = 60        # requests per window per machine id
     per_address = 600       # requests per window per client address (held in memory only)
     window_seconds = 60
+    names_per_app_day = 1000  # distinct counter names stored per app and UTC day
 
     [apps.acme]             # once any [apps.*] is given, other apps are refused
     counters = ["build", "lint", "cmd.*", "_*"]   # exact names or fnmatch globs; omit = all
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 #: The fixed list of reasons a refusal is stored under; never a name the client chose.
-REASONS = ("app_not_allowed", "app_version_too_old", "counter_not_allowed")
+REASONS = ("app_not_allowed", "app_version_too_old", "counter_not_allowed", "names_over_cap")
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,8 @@ class Limits:
     per_machine: int = 60
     per_address: int = 600
     window_seconds: float = 60.0
+    #: Distinct counter names stored per app and UTC day; later names are folded (store.py).
+    names_per_app_day: int = 1000
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,9 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     limits = Limits()
     if "limits" in data:
         raw = _expect(data["limits"], dict, "limits")
-        _check_keys(raw, {"per_machine", "per_address", "window_seconds"}, "limits")
+        _check_keys(raw, {"per_machine", "per_address", "window_seconds", "names_per_app_day"}, "limits")
         values: dict[str, Any] = {}
-        for key in ("per_machine", "per_address"):
+        for key in ("per_machine", "per_address", "names_per_app_day"):
             if key in raw:
                 values[key] = _expect(raw[key], int, f"limits.{key}")
                 if values[key] < 1:

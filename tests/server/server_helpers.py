@@ -59,6 +59,28 @@ def forget(app: str, machine_id: str) -> dict[str, Any]:
     return {"schema": 1, "app": app, "machine_id": machine_id, "forget": True}
 
 
+def new_key() -> str:
+    """A machine's secret key, as the library makes it."""
+    return os.urandom(32).hex()
+
+
+def rollup2(app: str, key: str | None = None, reports: Any = None, **fields: Any) -> dict[str, Any]:
+    """A wire-format-2 body: the machine id derived from ``key``, the key as proof."""
+    from telemetry_rollup._identity import derive_id
+
+    key = key or new_key()
+    body = rollup(app, derive_id(key), reports, **fields)
+    body["schema"] = 2
+    body["machine_key"] = key
+    return body
+
+
+def forget2(app: str, key: str) -> dict[str, Any]:
+    from telemetry_rollup._identity import derive_id
+
+    return {"schema": 2, "app": app, "machine_id": derive_id(key), "machine_key": key, "forget": True}
+
+
 class Server:
     """A real ``python -m telemetry_rollup.server`` process on 127.0.0.1."""
 
