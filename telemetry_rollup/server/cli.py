@@ -197,7 +197,9 @@ def report_main(argv: list[str]) -> int:
     except (UsageError, ValueError) as exc:
         return _fail(prog, str(exc), 2)
     try:
-        store = open_store(url, create=False)
+        # Read-only: report never writes, migrates or creates anything (a read-only role or
+        # file system is enough), and refuses a schema it does not know.
+        store = open_store(url, readonly=True)
     except (StoreError, OSError) as exc:
         return _fail(prog, str(exc), 1)
     try:

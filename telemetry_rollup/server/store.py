@@ -289,6 +289,8 @@ class SQLStore:
     for_update = ""
     readonly = False
     names_per_app_day = NAMES_PER_APP_DAY
+    #: A query counting the tables named "meta" the store can see.
+    meta_exists = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
 
     def __init__(self) -> None:  # pragma: no cover - subclasses call _init_state
         self._init_state()
@@ -339,10 +341,11 @@ class SQLStore:
 
     def check_schema(self) -> None:
         """For a read-only store: the schema must be exactly this version (nothing is migrated)."""
-        try:
-            found = self.schema_version()
-        except StoreError:
-            raise StoreError("not a telemetry_rollup database (no schema version)") from None
+        with self.reading() as tx:
+            exists = int(tx.execute(self.meta_exists).fetchall()[0][0])
+        if not exists:
+            raise StoreError("not a telemetry_rollup database (no schema version)")
+        found = self.schema_version()
         if found > SCHEMA_VERSION:
             raise StoreError(
                 f"database schema version {found} is newer than this tool's ({SCHEMA_VERSION});"
@@ -685,15 +688,30 @@ class SQLiteStore(SQLStore):
     def _connect_reader(self) -> sqlite3.Connection:
         try:
             if self.readonly:
-                # mode=ro: nothing can be written, the schema included (report reads as it is).
-                uri = "file:" + urllib_quote(str(self.path.resolve())) + "?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+                conn = self._connect_readonly()
             else:
                 conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
                 conn.execute("PRAGMA query_only=1")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from None
         return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """mode=ro: nothing can be written, the schema included (report reads what is there).
+
+        A WAL database read-only needs its -shm file: a running server keeps it, and so does
+        any directory report may write in. On read-only media with no server writing (no -wal
+        file), the file cannot change, so it is opened as immutable (no locking needed)."""
+        base = "file:" + urllib_quote(str(self.path.resolve())) + "?mode=ro"
+        conn = sqlite3.connect(base, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if Path(str(self.path) + "-wal").exists():
+                raise
+        return sqlite3.connect(base + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Executor]:

@@ -8,6 +8,7 @@ PostgreSQL runs in a schema of its own (``search_path``), so the shared database
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -144,3 +145,21 @@ def test_version_1_is_migrated_and_keeps_what_is_stored(v1_url: tuple[str, V1]) 
         assert _figures(store) == figures
     finally:
         store.close()
+
+
+def test_report_reads_without_migrating(v1_url: tuple[str, V1]) -> None:
+    from server_helpers import run_cli
+
+    url, v1 = v1_url
+    v1.create()
+    v1.report("acme", new_id(), new_id(), day(-1), {"build": 3})
+    result = run_cli("report", "--db", url)
+    assert result.returncode == 1 and "older" in result.stderr and "Traceback" not in result.stderr
+    rows = v1.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+    found = rows.fetchall() if hasattr(rows, "fetchall") else rows
+    assert [tuple(r) for r in found] == [("1",)]
+    # Once the server migrated it, report reads it, still without writing.
+    open_store(url).close()
+    ok = run_cli("report", "--db", url, "--format", "json")
+    assert ok.returncode == 0, ok.stderr
+    assert [r["total"] for r in json.loads(ok.stdout)["counts"]] == [3]
