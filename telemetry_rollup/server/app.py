@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from telemetry_rollup._version import __version__
-from telemetry_rollup.server import ingest
+from telemetry_rollup.server import ingest, protocol
 from telemetry_rollup.server.config import Config, load_config
 from telemetry_rollup.server.models import (
     ForgetRequest,
@@ -209,10 +209,22 @@ def create_app(
 ) -> FastAPI:
     """The ingest app over ``store``; ``clock`` gives UTC epoch seconds (tests inject one)."""
     store.names_per_app_day = config.limits.names_per_app_day
+    limits = config.limits
+    protocol.configure(
+        protocol.ConnectionLimits(
+            connections=limits.connections,
+            per_address=limits.connections_per_address,
+            request_seconds=limits.request_seconds,
+            trusted=config.trusted_proxies,
+        )
+    )
     endpoint = Endpoint(store, config, clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
+        protocol.quiet_accept_errors(asyncio.get_running_loop())
         yield
         if close_store:
             store.close()

@@ -84,7 +84,14 @@ def forget2(app: str, key: str) -> dict[str, Any]:
 class Server:
     """A real ``python -m telemetry_rollup.server`` process on 127.0.0.1."""
 
-    def __init__(self, db_url: str, workdir: Path, config: Any = None, workers: int = 1):
+    def __init__(
+        self,
+        db_url: str,
+        workdir: Path,
+        config: Any = None,
+        workers: int = 1,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
         self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -98,6 +105,15 @@ class Server:
             args += ["--config", str(config_path)]
         if workers > 1:
             args += ["--workers", str(workers)]
+
+        if nofile is not None:
+            # (soft, hard), as a host with a low `ulimit -n` starts it: set in a tiny launcher
+            # that then execs the server (preexec_fn is unsafe in a process with threads).
+            launcher = (
+                f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, {tuple(nofile)});"
+                " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+            )
+            args = [sys.executable, "-c", launcher, *args[1:]]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True)
         self._wait_healthy()
