@@ -70,8 +70,10 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 def post(url: str, body: bytes, *, timeout: float, headers: dict[str, str] | None = None) -> Outcome:
     """POST ``body`` as JSON; never raises, never takes longer than ``timeout`` (plus a few ms)."""
     out = _post_bounded(url, body, timeout=timeout, headers=headers)
-    if log.enabled():  # TELEMETRY_ROLLUP_DEBUG=1: every body and its answer
-        log.debug("POST %s %s", url, body.decode("utf-8", "replace"))
+    if log.enabled():  # TELEMETRY_ROLLUP_DEBUG=1: every body (its machine key redacted) and its answer
+        from ._identity import redact
+
+        log.debug("POST %s %s", url, redact(body).decode("utf-8", "replace"))
         log.debug("-> %s (%s)", out.detail, out.kind)
     return out
 
