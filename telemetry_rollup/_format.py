@@ -40,7 +40,14 @@ def _source(st: Mapping[str, Any]) -> str:
         return f"your stored choice{at}"
     if src == "default":
         return "the app's default; you have not chosen"
-    return f"{src} is set in this environment"
+    value = st.get("env_value")
+    if value is None:
+        return f"{src} is set in this environment"
+    from ._consent import recognised
+
+    # Name the value read: "ACME_TELEMETRY=disabled" fails closed, and the user should see why.
+    why = "" if src == "DO_NOT_TRACK" or recognised(value) else ": not a recognised value, so off"
+    return f'{src}="{value}" is set in this environment{why}'
 
 
 def status_text(st: Mapping[str, Any], now: float) -> str:

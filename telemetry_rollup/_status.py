@@ -8,6 +8,7 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
       "mode": "on" | "local" | "off",          # what applies in this environment
       "source": "DO_NOT_TRACK" | "ACME_TELEMETRY" | "stored" | "default",
       "env_var": "ACME_TELEMETRY",             # the app's own variable
+      "env_value": "disabled" | null,          # the value of the variable that decided, as read
       "stored": "on" | "local" | "off" | null, # the choice in mode.json
       "stored_at": "2026-11-21T10:00:00Z" | null,
       "default": "on",
@@ -168,6 +169,7 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "mode": decision.mode,
         "source": decision.source,
         "env_var": f"{env_prefix(store)}_TELEMETRY",
+        "env_value": env.get(decision.source) if decision.source not in ("stored", "default") else None,
         "stored": store.stored_mode(),
         "stored_at": mode_obj.get("at") if isinstance(mode_obj, dict) and isinstance(mode_obj.get("at"), str) else None,
         "default": config.get("default") if config.get("default") in MODES else "on",
