@@ -223,15 +223,17 @@ def _one_store(app: str | None) -> AppStore:
 
 def _stores(app: str | None) -> list[AppStore]:
     from . import _paths
-    from ._names import is_name
+    from ._names import APP_RULE, is_app_name
     from ._store import AppStore, app_stores
 
     root = _paths.data_root()
     if app is not None:
-        if not is_name(app):
-            raise UsageError(f"invalid app name {app!r}")
+        if not is_app_name(app):
+            raise UsageError(f"invalid app name {app!r}: {APP_RULE}")
         return [AppStore(root / app)]
-    return list(app_stores(root))
+    # Only app directories: anything else under the data root (a planted "\x1b]0;..." or "con",
+    # a directory of an older rule) is not listed, switched off or sent from.
+    return [s for s in app_stores(root) if is_app_name(s.app)]
 
 
 def cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
