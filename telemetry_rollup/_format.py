@@ -57,7 +57,9 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
         lines.append(f"  stored choice      {st['stored']} (overridden by {st['source']})")
     lines.append(f"  machine id         {st['machine_id'] or '(none: made at the first send)'}")
     lines.append(f"  data directory     {st['data_dir']}")
-    lines.append(f"  endpoint           {st['endpoint'] or '(none configured)'}")
+    refused = st.get("endpoint_refused")
+    shown = f"(refused: {refused})" if refused else "(none configured)"
+    lines.append(f"  endpoint           {st['endpoint'] or shown}")
     buf = st["buffer"]
     spill = f", {buf['spill_files']} spill file(s)" if buf["spill_files"] else ""
     lines.append(f"  buffer             {size(buf['bytes'])} of {size(buf['cap'])}{spill}")
@@ -97,7 +99,7 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
         tries = r.get("attempts") or 0
         last_r = f", last: {r['last_result']}" if r.get("last_result") else ""
         lines.append(
-            f"  deletion request   for old id {r['machine_id']} to {r['endpoint']}, since"
+            f"  deletion request   for old id {r['machine_id']} to {r['endpoint'] or '(a refused endpoint)'}, since"
             f" {when(r.get('created_at'))}, {tries} attempt(s){last_r}; retried by `flush`"
         )
     return "\n".join(lines)

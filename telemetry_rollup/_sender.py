@@ -27,6 +27,7 @@ from . import _fs, _rollup, _transport
 from ._codec import Rollup, decode_lines, decode_report, encode_payload, encode_report
 from ._days import today_iso
 from ._due import is_ci
+from ._endpoint import endpoint_problem
 from ._names import CORRUPT
 from ._store import MAX_BUFFER_READ, AppStore
 from ._version import __version__
@@ -451,6 +452,8 @@ def run(
             why = f"mode is {decision.mode} ({decision.source})"
         elif not isinstance(endpoint, str) or not endpoint:
             why = "no endpoint configured"
+        elif endpoint_problem(endpoint) is not None:
+            why = f"the endpoint in config.json is refused ({endpoint_problem(endpoint)})"
         elif not allow_send:
             why = "the notice was shown in this run: nothing is sent before the user could say no"
         elif decision.source == "default" and not store.notice_file.exists():

@@ -12,7 +12,8 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
       "stored": "on" | "local" | "off" | null, # the choice in mode.json
       "stored_at": "2026-11-21T10:00:00Z" | null,
       "default": "on",
-      "endpoint": "https://..." | null,
+      "endpoint": "https://..." | null,        # null too when config.json holds a refused one
+      "endpoint_refused": "plain http is ..." | null,  # why config.json's endpoint is refused
       "machine_id": "uuid" | null,             # made at the first send, deleted by off
       "data_dir": "/home/u/.local/state/telemetry-rollup/acme",
       "notice_shown": true,
@@ -44,12 +45,14 @@ from typing import Any
 from . import _days, _fs
 from ._codec import decode_lines, decode_report
 from ._consent import MODES
+from ._endpoint import endpoint_problem, shown
 from ._names import CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
 from ._rollup import BUFFER_CAP
 from ._store import MAX_BUFFER_READ, AppStore
 
 SCHEMA = 1
 RESERVED = (DROPPED, INVALID, DENIED, CORRUPT, OVERFLOW)
+_FORGET_KEYS = ("machine_id", "endpoint", "created_at", "attempts", "last_result")
 TOTAL_KEYS = ("reports_sent", "counts_sent", "reports_rejected", "counts_rejected", "counters_refused")
 
 
@@ -116,12 +119,15 @@ def _next_attempt(
     mode: str,
     source: str,
     endpoint: Any,
+    refused: str | None,
     state: Mapping[str, Any],
     pend: Mapping[str, Any],
     now: float,
 ) -> dict[str, Any]:
     if mode != "on":
         return {"at": None, "why": f"mode is {mode}: nothing is sent"}
+    if refused is not None:
+        return {"at": None, "why": f"the endpoint is refused ({refused}): nothing is sent"}
     if not isinstance(endpoint, str) or not endpoint:
         return {"at": None, "why": "no endpoint configured"}
     if source == "default" and not store.notice_file.exists():
@@ -159,7 +165,10 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
     state = store.state()
     decision = effective(store, env)
     mode_obj = store.read_json(store.mode_file)
-    endpoint = config.get("endpoint") if isinstance(config.get("endpoint"), str) else None
+    # Only an endpoint that follows the rule is echoed: a hand-edited config.json may hold a secret.
+    raw_endpoint = config.get("endpoint")
+    endpoint = shown(raw_endpoint)
+    refused = endpoint_problem(raw_endpoint) if raw_endpoint not in (None, "") else None
     pend, reserved = pending(store, today)
     raw_totals = state.get("totals")
     totals = raw_totals if isinstance(raw_totals, dict) else {}
@@ -174,6 +183,7 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "stored_at": mode_obj.get("at") if isinstance(mode_obj, dict) and isinstance(mode_obj.get("at"), str) else None,
         "default": config.get("default") if config.get("default") in MODES else "on",
         "endpoint": endpoint,
+        "endpoint_refused": refused,
         "machine_id": store.machine_id(create=False),
         "data_dir": str(store.dir),
         "notice_shown": store.notice_file.exists(),
@@ -182,10 +192,9 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "reserved": reserved,
         "totals": {k: int(totals.get(k, 0) or 0) for k in TOTAL_KEYS},
         "last_attempt": last if isinstance(last, dict) else None,
-        "next_attempt": _next_attempt(store, decision.mode, decision.source, endpoint, state, pend, t),
+        "next_attempt": _next_attempt(store, decision.mode, decision.source, endpoint, refused, state, pend, t),
         "deletion_requests": [
-            {k: r.get(k) for k in ("machine_id", "endpoint", "created_at", "attempts", "last_result")}
-            for r in forget_requests(store)
+            {k: shown(r.get(k)) if k == "endpoint" else r.get(k) for k in _FORGET_KEYS} for r in forget_requests(store)
         ],
     }
 

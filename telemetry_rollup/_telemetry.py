@@ -136,7 +136,7 @@ class Telemetry:
             _setup_debug()
             from ._validate import configure_problem
 
-            problem = configure_problem(app, default=default, env_prefix=env_prefix)
+            problem = configure_problem(app, default=default, env_prefix=env_prefix, endpoint=endpoint)
             if problem is not None:
                 raise ValueError(problem)
             if self.app is not None and self.app != app:
@@ -168,7 +168,7 @@ class Telemetry:
             self._decision = self._decide()
             self._apply_mode()
         except Exception as exc:
-            log.debug("telemetry is off for this process: %s", exc)
+            log.debug("telemetry is off for %r in this process: %s", app, exc)
             self._counters.off = True
             self._counters.clear()
 

@@ -68,7 +68,16 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 
 def post(url: str, body: bytes, *, timeout: float, headers: dict[str, str] | None = None) -> Outcome:
-    """POST ``body`` as JSON; never raises, never takes longer than ``timeout`` (plus a few ms)."""
+    """POST ``body`` as JSON; never raises, never takes longer than ``timeout`` (plus a few ms).
+
+    The endpoint rule is checked here again, before anything else: ``configure()`` refuses a bad
+    endpoint, but ``config.json`` and ``forget.json`` may have been edited by hand."""
+    from ._endpoint import endpoint_problem
+
+    problem = endpoint_problem(url)
+    if problem is not None:
+        log.debug("no request made, endpoint refused: %s", problem)  # never the URL: it may hold a secret
+        return Outcome("retry", None, None, f"endpoint refused: {problem}")
     out = _post_bounded(url, body, timeout=timeout, headers=headers)
     if log.enabled():  # TELEMETRY_ROLLUP_DEBUG=1: every body and its answer
         log.debug("POST %s %s", url, body.decode("utf-8", "replace"))
@@ -93,6 +102,11 @@ def _post_bounded(url: str, body: bytes, *, timeout: float, headers: dict[str, s
     return out
 
 
+def _no_auth(request: Any) -> Any:
+    """An explicit auth that adds nothing: it keeps requests from using URL or netrc credentials."""
+    return request
+
+
 def _post(url: str, body: bytes, timeout: float, headers: dict[str, str]) -> Outcome:
     try:
         import requests
@@ -101,7 +115,9 @@ def _post(url: str, body: bytes, timeout: float, headers: dict[str, str]) -> Out
     hdrs = {"Content-Type": "application/json", "User-Agent": "telemetry-rollup"}
     hdrs.update(headers)
     try:
-        resp = requests.post(url, data=body, headers=hdrs, timeout=timeout, allow_redirects=False)
+        # auth=_no_auth: requests would otherwise add an Authorization header from the URL's
+        # user:password or from ~/.netrc for the host; only the headers TELEMETRY.md lists are sent.
+        resp = requests.post(url, data=body, headers=hdrs, timeout=timeout, allow_redirects=False, auth=_no_auth)
     except requests.RequestException as exc:
         return Outcome("retry", None, None, type(exc).__name__)
     except Exception as exc:  # a malformed URL and the like: keep the reports

@@ -6,10 +6,11 @@ imported but the library's own small rule modules.
 
 from __future__ import annotations
 
+from ._endpoint import endpoint_problem
 from ._names import APP_RULE, is_app_name, is_env_prefix
 
 
-def configure_problem(app: object, *, default: object, env_prefix: object) -> str | None:
+def configure_problem(app: object, *, default: object, env_prefix: object, endpoint: object = None) -> str | None:
     """Why these ``configure()`` arguments are refused, or None when they are acceptable.
 
     The reason never quotes a value that may hold a secret (the endpoint)."""
@@ -22,4 +23,8 @@ def configure_problem(app: object, *, default: object, env_prefix: object) -> st
             f"invalid env_prefix {env_prefix!r}: letters, digits and '_', not starting with a digit"
             " (a POSIX shell must be able to set <PREFIX>_TELEMETRY)"
         )
+    if endpoint is not None and endpoint != "":  # None or "": no endpoint, nothing is ever sent
+        problem = endpoint_problem(endpoint)
+        if problem is not None:
+            return f"endpoint refused: {problem}"
     return None

@@ -355,6 +355,7 @@ def show_bodies(
 
     from ._control import forget_body, forget_requests, opted_out_by_env
     from ._days import today_iso
+    from ._endpoint import endpoint_problem, shown
     from ._sender import Pipeline, decide, meta_for
 
     bodies: list[tuple[str, str | None, bytes]] = []
@@ -367,10 +368,11 @@ def show_bodies(
         notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
         return bodies, notes
     for r in forget_requests(store):
-        bodies.append(("deletion request for an old machine id", str(r["endpoint"]), forget_body(store, r)))
+        bodies.append(("deletion request for an old machine id", shown(r["endpoint"]), forget_body(store, r)))
     decision = decide(store, env)
     endpoint = store.config().get("endpoint")
-    url = endpoint if isinstance(endpoint, str) and endpoint else None
+    url = shown(endpoint)  # a refused endpoint (config.json edited by hand) is never echoed
+    refused = endpoint_problem(endpoint) if endpoint not in (None, "") else None
     if decision.mode == "off":
         notes.append(f"mode is off ({decision.source}): no report is kept or sent")
         return bodies, notes
@@ -396,6 +398,8 @@ def show_bodies(
                 )
     if decision.mode == "local":
         notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
+    elif refused is not None:
+        notes.append(f"the endpoint in config.json is refused ({refused}): nothing is sent")
     elif url is None:
         notes.append("no endpoint is configured: nothing is sent")
     elif decision.source == "default" and not store.notice_file.exists():
