@@ -158,6 +158,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+def _import_requests() -> Any:
+    """``import requests`` without touching the host's warnings.
+
+    Importing requests (and urllib3) appends four entries to the process's ``warnings.filters`` and
+    may warn (``RequestsDependencyWarning`` with a chardet it does not support, urllib3's
+    ``NotOpenSSLWarning``): a daemon's in-process send would change the host's filters, print into
+    its stderr, or, under ``-W error``, fail to import at all. So the first import runs inside
+    ``catch_warnings`` (which restores the host's filters list and ``showwarning`` on exit) with
+    every warning ignored. ``catch_warnings`` swaps process-wide state: it is used only for that one
+    import, never around a request."""
+    import sys
+
+    module = sys.modules.get("requests")
+    if module is not None and hasattr(module, "Session"):
+        return module
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import requests
+        import requests.adapters  # used by _session(): imported inside the same guard
+    return requests
+
+
 def _no_auth(request: Any) -> Any:
     """An explicit auth that adds nothing: it keeps requests from using URL or netrc credentials."""
     return request
@@ -236,7 +260,7 @@ def _post(
     """The request, on its own thread: fills ``box`` with "head" (status, Retry-After) as soon as
     the status line and headers are in, then "answer" (the parsed JSON object, if any)."""
     try:
-        import requests
+        requests = _import_requests()
     except Exception as exc:  # pragma: no cover - requests is a dependency
         box["error"] = f"requests unavailable: {type(exc).__name__}"
         return

@@ -156,3 +156,49 @@ def test_a_compressed_answer_is_inflated_within_the_cap() -> None:
     assert parse_answer(b"\x00garbage", "gzip") is None
     assert parse_answer(b'{"a": 1}', "br") is None  # not inflated, not guessed at
     assert parse_answer(b"[1, 2]", None) is None
+
+
+# -- the host's warnings (issue 12.9) -------------------------------------------------------------
+WARNINGS_HOST = """
+import sys, warnings
+before = (list(warnings.filters), warnings.showwarning)
+import telemetry_rollup as tr
+t = tr.Telemetry("acme", endpoint=sys.argv[1], flush_interval=0)
+t.count("build")
+res = t.send(timeout=10.0, include_today=True)
+after = (list(warnings.filters), warnings.showwarning)
+print(res.sent, before == after)
+if before != after:
+    print([f for f in after[0] if f not in before[0]], file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "bad_chardet"),
+    [([], False), (["-W", "error"], False), (["-W", "error"], True), (["-W", "always"], True)],
+)
+def test_a_send_leaves_the_hosts_warnings_alone(home: Path, tmp_path: Path, flags: list[str], bad_chardet: bool) -> None:
+    """Importing requests in a host (a daemon's in-process send) added four entries to the host's
+    warnings.filters, and with a chardet requests does not support it warned (RequestsDependencyWarning):
+    under ``-W error`` that import failed and the daemon never sent. The filters are identical after a
+    real send, nothing is printed, and a ``-W error`` daemon delivers."""
+    env = clean_env(home, ACME_TELEMETRY="on")
+    if bad_chardet:
+        # a host environment with a chardet release requests does not support: it warns at import
+        fake = tmp_path / "site" / "chardet"
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text('__version__ = "99.0.0"\n')
+        env["PYTHONPATH"] = str(tmp_path / "site")
+    with Receiver() as receiver:
+        proc = subprocess.run(
+            [sys.executable, *flags, "-c", WARNINGS_HOST, receiver.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["1", "True"], (proc.stdout, proc.stderr)
+        assert proc.stderr == ""
+        assert receiver.totals().get("build") == 1
