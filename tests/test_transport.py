@@ -177,7 +177,9 @@ if before != after:
     ("flags", "bad_chardet"),
     [([], False), (["-W", "error"], False), (["-W", "error"], True), (["-W", "always"], True)],
 )
-def test_a_send_leaves_the_hosts_warnings_alone(home: Path, tmp_path: Path, flags: list[str], bad_chardet: bool) -> None:
+def test_a_send_leaves_the_hosts_warnings_alone(
+    home: Path, tmp_path: Path, flags: list[str], bad_chardet: bool
+) -> None:
     """Importing requests in a host (a daemon's in-process send) added four entries to the host's
     warnings.filters, and with a chardet requests does not support it warned (RequestsDependencyWarning):
     under ``-W error`` that import failed and the daemon never sent. The filters are identical after a
