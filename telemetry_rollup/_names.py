@@ -42,10 +42,15 @@ DENIED = "_denied"
 DROPPED = "_dropped"
 CORRUPT = "_corrupt"
 OVERFLOW = "_overflow"
+CLAMPED = "_clamped"
 
 #: At most this many distinct names per app per day are kept in memory; more count under ``_overflow``.
 MAX_NAMES_PER_DAY = 1000
-#: A single counter in one report never exceeds this (the receiver's bound).
+#: The largest value one (day, name) holds: in the buffer, the carry and a report, and the
+#: receiver's bound for one counter in one report. A larger total is clamped to it; the excess of
+#: an app's counter is added to ``(day, _clamped)``, and reserved counters (``_dropped`` and
+#: ``_clamped`` included) saturate at it. So one day is one report whatever the values (a count of
+#: 10**15 used to become 10**6 reports), and a value is a bounded integer everywhere.
 MAX_COUNT = 10**9
 
 

@@ -177,8 +177,7 @@ class Pipeline:
         import uuid
 
         new_reports = _rollup.make_reports(completed, lambda: str(uuid.uuid4()))
-        everything = sorted([*(r for _, r in kept), *new_reports], key=lambda r: (r["day"], r["id"]))
-        excess = everything[: max(0, len(everything) - _rollup.OUTBOX_CAP)]
+        excess = _rollup.choose_dropped([*(r for _, r in kept), *new_reports])
         excess_ids = {r["id"] for r in excess}
         dropped += _rollup.totals(excess)
         if corrupt:

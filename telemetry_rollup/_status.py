@@ -46,12 +46,12 @@ from . import _days, _fs
 from ._codec import decode_lines, decode_report
 from ._consent import MODES
 from ._endpoint import endpoint_problem, shown
-from ._names import CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
+from ._names import CLAMPED, CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
 from ._rollup import BUFFER_CAP
 from ._store import MAX_BUFFER_READ, AppStore
 
 SCHEMA = 1
-RESERVED = (DROPPED, INVALID, DENIED, CORRUPT, OVERFLOW)
+RESERVED = (DROPPED, INVALID, DENIED, CORRUPT, OVERFLOW, CLAMPED)
 _FORGET_KEYS = ("machine_id", "endpoint", "created_at", "attempts", "last_result")
 TOTAL_KEYS = ("reports_sent", "counts_sent", "reports_rejected", "counts_rejected", "counters_refused")
 
