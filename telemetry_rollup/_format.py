@@ -11,6 +11,31 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 BAR_WIDTH = 20
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on escaped as ``\\uXXXX``.
+
+    The one helper through which the command line writes (``cli`` wraps its streams with it), so a
+    value read from disk, a config file or the environment (a directory name, ``app_version``, a
+    state file's detail, ``TELEMETRY_ROLLUP_HOME``) cannot retitle, recolour or clear the terminal,
+    or reorder what it shows. Escaped: everything ``str.isprintable`` refuses but the newline
+    (C0 and C1 controls, DEL, bidi and other format characters, line and paragraph separators,
+    unusual spaces). The escape is JSON's, so ``show --raw`` stays valid JSON with the same values."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == "\n" or ch.isprintable():
+            out.append(ch)
+            continue
+        code = ord(ch)
+        if code > 0xFFFF:  # a surrogate pair, as JSON writes it
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out)
+
+
 def bar(value: int, largest: int, width: int = BAR_WIDTH) -> str:
     """A unicode bar of ``width`` cells, ``value / largest`` full; any value above 0 shows."""
     if largest <= 0 or value <= 0:

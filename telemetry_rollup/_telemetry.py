@@ -50,7 +50,9 @@ def _setup_debug() -> None:
     log = logging.getLogger("telemetry_rollup")
     if not any(getattr(h, "_telemetry_rollup", False) for h in log.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("telemetry_rollup: %(message)s"))
+        from ._log import debug_formatter
+
+        handler.setFormatter(debug_formatter())
         handler._telemetry_rollup = True  # type: ignore[attr-defined]
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)

@@ -21,6 +21,29 @@ class UsageError(Exception):
     pass
 
 
+class _Escaped:
+    """A text stream that writes through ``_format.printable``: whatever a command prints (values
+    read from disk, config files or the environment included) cannot drive the terminal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from ._format import printable
+
+        return self._stream.write(printable(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _escaped(stream: IO[str]) -> IO[str]:
+    return stream if isinstance(stream, _Escaped) else _Escaped(stream)  # type: ignore[return-value]
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -144,8 +167,8 @@ def main(
 
     With ``app`` (a host tool's own ``telemetry`` command) every command applies to that app.
     """
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    out = _escaped(stdout or sys.stdout)
+    err = _escaped(stderr or sys.stderr)
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in ("serve", "report") and app is None:
         return _server_command(args_list[0], args_list[1:], err)
@@ -182,6 +205,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], out: IO[str]) -> ar
 def _run_parsed(args: argparse.Namespace, prog: str, out: IO[str], err: IO[str]) -> int:
     from ._telemetry import _setup_debug
 
+    out, err = _escaped(out), _escaped(err)
     try:
         _setup_debug()
         return int(_dispatch(args, out, err))
