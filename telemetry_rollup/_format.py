@@ -95,8 +95,8 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
     )
     largest = max((d["counts"] for d in days), default=0)
     for d in days:
-        note = "closed" if d["counts"] == d["report_counts"] else ("complete" if d["complete"] else "today, open")
-        lines.append(f"    {d['day']}  {bar(d['counts'], largest)} {d['counts']:>9,}  {note}")
+        lines.append(f"    {d['day']}  {bar(d['counts'], largest)} {d['counts']:>9,}  {day_note(d)}")
+        lines.extend(f"                {chunk}" for chunk in _wrap(names_text(d.get("names") or {})))
     reserved = {k: v for k, v in st.get("reserved", {}).items() if v}
     if reserved:
         lines.append("  of which           " + ", ".join(f"{k} {v:,}" for k, v in sorted(reserved.items())))
@@ -128,6 +128,42 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
             f" {when(r.get('created_at'))}, {tries} attempt(s){last_r}; retried by `flush`"
         )
     return "\n".join(lines)
+
+
+def day_note(d: Mapping[str, Any]) -> str:
+    """What is open and what is closed of one pending day (a ``status --json`` day entry)."""
+    counts, in_reports, reports = d["counts"], d["report_counts"], d["reports"]
+    if not d["complete"]:
+        if in_reports:
+            return f"open: {in_reports:,} already in {reports} report(s), the rest still counting"
+        return "open: still counting"
+    if counts == in_reports:
+        return f"closed: in {reports} report(s) waiting to be sent"
+    if in_reports:
+        return f"partly closed: {in_reports:,} in {reports} report(s), the rest closed at the next send"
+    return "complete: closed into a report at the next send"
+
+
+def names_text(names: Mapping[str, int]) -> str:
+    """``build 280, lint 20``: counters by value (largest first), then name."""
+    return ", ".join(f"{n} {c:,}" for n, c in sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _wrap(text: str, width: int = 84) -> list[str]:
+    """Split a names line at its commas so each piece is at most ``width`` wide (where it can be)."""
+    if not text:
+        return []
+    out: list[str] = []
+    cur = ""
+    for part in text.split(", "):
+        piece = part if not cur else f"{cur}, {part}"
+        if cur and len(piece) > width:
+            out.append(cur + ",")
+            cur = part
+        else:
+            cur = piece
+    out.append(cur)
+    return out
 
 
 def pretty_body(body: bytes) -> str:

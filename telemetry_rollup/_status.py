@@ -22,7 +22,9 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
         "reports": 2,                          # closed reports waiting in the outbox
         "counts": 345,                         # every count on this machine not yet delivered
         "days": [{"day": "2026-11-20", "counts": 300, "reports": 1, "report_counts": 300,
-                  "complete": true}, ...]      # report_counts: the part already in reports
+                  "complete": true,            # report_counts: the part already in reports
+                  "state": "open" | "complete" | "closed",
+                  "names": {"build": 280, "lint": 20}}, ...]  # every pending counter, today's too
       },
       "reserved": {"_dropped": 0, ...},        # reserved counters among the pending counts
       "totals": {"reports_sent": 0, "counts_sent": 0, "reports_rejected": 0,
@@ -81,6 +83,8 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
     reserved = dict.fromkeys(RESERVED, 0)
     n_reports = 0
 
+    names: dict[str, dict[str, int]] = {}
+
     def add(day: str, name: str, c: int, in_report: bool) -> None:
         d = days.setdefault(day, {"counts": 0, "reports": 0, "report_counts": 0})
         d["counts"] += c
@@ -88,6 +92,8 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
             d["report_counts"] += c
         if name in reserved:
             reserved[name] += c
+        per_name = names.setdefault(day, {})
+        per_name[name] = per_name.get(name, 0) + c
 
     raw: list[Path] = [store.buffer, *store.spill_files()]
     gen = _committed_gen(store)
@@ -106,12 +112,30 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
         if data:
             for (day, name), c in decode_lines(data).rollup.items():
                 add(day, name, c, False)
-    out_days = [{"day": d, **v, "complete": d < today} for d, v in sorted(days.items())]
+    out_days = [
+        {
+            "day": d,
+            **v,
+            "complete": d < today,
+            "state": day_state(d < today, v["counts"], v["report_counts"]),
+            "names": dict(sorted(names.get(d, {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        }
+        for d, v in sorted(days.items())
+    ]
     return {
         "reports": n_reports,
         "counts": sum(v["counts"] for v in days.values()),
         "days": out_days,
     }, reserved
+
+
+def day_state(complete: bool, counts: int, report_counts: int) -> str:
+    """"open" (today, or later after a clock jump: still counting), "closed" (all of it in reports
+    waiting to be sent) or "complete" (over; closed into a report at the next send, in part or
+    whole)."""
+    if not complete:
+        return "open"
+    return "closed" if counts == report_counts else "complete"
 
 
 def _next_attempt(
