@@ -130,9 +130,9 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
 
 
 def day_state(complete: bool, counts: int, report_counts: int) -> str:
-    """"open" (today, or later after a clock jump: still counting), "closed" (all of it in reports
-    waiting to be sent) or "complete" (over; closed into a report at the next send, in part or
-    whole)."""
+    """The state of a pending day: "open" (today, or later after a clock jump: still counting),
+    "closed" (all of it in reports waiting to be sent) or "complete" (over; closed into a report
+    at the next send, in part or whole)."""
     if not complete:
         return "open"
     return "closed" if counts == report_counts else "complete"
