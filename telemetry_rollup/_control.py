@@ -27,6 +27,7 @@ from typing import Any, Callable, NamedTuple
 from . import _transport
 from ._codec import encode_forget
 from ._consent import MODES, Decision, env_decision, resolve
+from ._endpoint import shown
 from ._names import env_prefix_for
 from ._store import AppStore, LockTimeout
 
@@ -98,7 +99,7 @@ def set_mode(
         write_mode(store, mode, now())
         return SwitchResult(store.app, mode, previous, effective(store, env), [], "")
     prefix = env_prefix(store)
-    endpoint = store.config().get("endpoint")
+    endpoint = shown(store.config().get("endpoint"))  # None when absent or refused (hand-edited)
     # Stored first: from here on no process that honours the stored choice writes anything.
     write_mode(store, "off", now())
     try:
@@ -107,7 +108,7 @@ def set_mode(
                 old_ids = _ids_to_forget(store)
                 deleted = store.delete_data(keep=("mode.json", "forget.json"))
             forget = ""
-            if not keep_remote and old_ids and isinstance(endpoint, str) and endpoint:
+            if not keep_remote and old_ids and endpoint is not None:
                 for old_id, key in old_ids:
                     _add_forget(store, old_id, endpoint, prefix, now(), key)
                 forget = "pending"
