@@ -102,7 +102,9 @@ def _write(directory: Any, key: str, legacy_id: str | None) -> Identity:
     if legacy_id is not None:
         obj["legacy_id"] = legacy_id
     _fs.ensure_dir(directory)
-    _fs.atomic_write(_path(directory, KEY_FILE), json.dumps(obj).encode() + b"\n", fsync=True)
+    # Atomic, not fsynced (like the id file it replaces): after a power loss the worst case is
+    # a new key, i.e. a new machine; and a first send that never waits for the disk.
+    _fs.atomic_write(_path(directory, KEY_FILE), json.dumps(obj).encode() + b"\n")
     # The random id of format 1 now lives in the key file (for off's deletion request).
     try:
         os.unlink(_path(directory, LEGACY_ID_FILE))
