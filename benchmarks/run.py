@@ -1309,14 +1309,24 @@ NOTES = """## How each figure is taken
 - **count()**: `timeit` in one process, round-robin over the subjects (bare dict increment, the same under a
   `threading.Lock`, `count()`, then each SDK's call) for 11 rounds; the ratio is `count()` over the bare dict in
   the same round. The SDKs get fewer calls per round (they cost microseconds).
+- **count() when off**: the same against a bare function call taking the same arguments.
 - **4 threads**: the same name counted from 4 threads released by a barrier, against one thread in the same
   round; totals are checked after every round (nothing lost, nothing counted twice). With the GIL, 4 threads
   cannot beat one; the target is that contention does not make them slower.
 - **import / whole CLI run / flush**: wall time of a child process, minus `python -c pass` timed just before
-  it in the same round; median over the rounds.
-- **exit hook**: 100 processes import, configure, count 2,000 times, then block on stdin; closing their stdin
-  releases all at once. Each process times its own exit hook (an `atexit` mark before and after the library's
-  hook). Totals are summed from the buffer and any spill files.
+  it in the same round; median over the rounds. The whole CLI run uses the default data location (a
+  sandboxed `HOME`) where the tool ran before (notice shown, config written): with yesterday's counts
+  buffered (reports due: the exit hook starts the detached sender, which runs after the measured process
+  has gone), or with only today's (nothing due, the common run).
+- **configure()**: `time.perf_counter()` around the first `configure()` call in a fresh interpreter (its
+  lazy imports included), at that default data location; median over 21 interpreters.
+- **exit hook CPU, reports due**: a fresh interpreter counts 20 times where reports are due; `time.thread_time()`
+  marks registered around the library's exit hook (atexit runs last-in first-out) give its CPU time, which
+  includes starting the detached sender (checked in every run); median over 21 runs.
+- **exit hook, 100 at once**: 100 processes import, configure, count 2,000 times, then block on stdin; closing
+  their stdin releases all at once. Each process measures its own exit hook (CPU with `time.thread_time()`,
+  wall with `time.perf_counter()`). Totals are summed from the buffer, spill files and whatever a detached
+  sender moved into the outbox.
 - **collapse**: `append()` onto a buffer filled to the 256 KiB cap, which compacts it in place (the exit
   hook's worst case), on a fresh copy each round.
 - **memory**: RSS (`VmRSS`) after counting `name.0` ... `name.999999` once each, against RSS just before.

@@ -14,13 +14,46 @@ from typing import Any, NamedTuple
 
 from . import _days
 from ._line import encode_line_fast  # noqa: F401 - re-exported; the write side lives with the exit path
-from ._names import is_wire_name
+from ._names import CLAMPED, MAX_COUNT, is_wire_name
 
 LINE_VERSION = 1
-WIRE_SCHEMA = 1
+#: Wire format 2: format 1 plus ``machine_key``, the proof that the request comes from the
+#: machine whose id it names (see _identity.py). Format 1 is only ever sent for a deletion
+#: request of an id made by an older version (which has no key).
+WIRE_SCHEMA = 2
 
 #: (ISO day, name) -> count
 Rollup = dict[tuple[str, str], int]
+
+
+def add_count(rollup: Rollup, day: str, name: str, c: int) -> None:
+    """``rollup[(day, name)] += c``, holding at most MAX_COUNT (see ``_names.MAX_COUNT``).
+
+    The excess of an app's counter goes to ``(day, _clamped)``; a reserved counter saturates.
+    Saturating addition is associative and commutative, so merge order never matters."""
+    key = (day, name)
+    total = rollup.get(key, 0) + c
+    if total <= MAX_COUNT:
+        rollup[key] = total
+        return
+    rollup[key] = MAX_COUNT
+    if name[0] != "_":
+        clamped = (day, CLAMPED)
+        rollup[clamped] = min(MAX_COUNT, rollup.get(clamped, 0) + total - MAX_COUNT)
+
+
+def _exact_count(line: bytes, c: Any) -> Any:
+    """orjson reads integers past 2**64 as floats: re-read such a line with the stdlib parser to
+    get the integer back (it is clamped anyway), so a huge value is never lost as corrupt."""
+    if type(c) is not float or not c >= 2**64:
+        return c
+    import json
+
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return c
+    return obj.get("c") if isinstance(obj, dict) else c
 
 
 class Decoded(NamedTuple):
@@ -48,7 +81,7 @@ def _valid_day(value: Any) -> bool:
 
 
 def decode_lines(data: bytes) -> Decoded:
-    """Parse buffer bytes into a rollup (lines of one (day, name) summed)."""
+    """Parse buffer bytes into a rollup (lines of one (day, name) summed, clamped: ``add_count``)."""
     import orjson
 
     rollup: Rollup = {}
@@ -70,7 +103,7 @@ def decode_lines(data: bytes) -> Decoded:
         if type(v) is int and v > LINE_VERSION:
             foreign.append(line)
             continue
-        d, n, c = obj.get("d"), obj.get("n"), obj.get("c")
+        d, n, c = obj.get("d"), obj.get("n"), _exact_count(line, obj.get("c"))
         if (
             v != LINE_VERSION
             or type(c) is not int
@@ -82,7 +115,7 @@ def decode_lines(data: bytes) -> Decoded:
         ):
             corrupt += 1
             continue
-        rollup[(d, n)] = rollup.get((d, n), 0) + c
+        add_count(rollup, d, n, c)
     return Decoded(rollup, foreign, corrupt)
 
 
@@ -111,7 +144,7 @@ def decode_report(data: bytes) -> dict[str, Any] | None:
 
 
 def encode_payload(meta: dict[str, Any], reports: list[dict[str, Any]]) -> bytes:
-    """The request body of wire format v1 (TELEMETRY.md documents every field)."""
+    """The request body of wire format 2 (TELEMETRY.md documents every field)."""
     import orjson
 
     body = {
@@ -120,6 +153,7 @@ def encode_payload(meta: dict[str, Any], reports: list[dict[str, Any]]) -> bytes
         "app_version": meta["app_version"],
         "lib_version": meta["lib_version"],
         "machine_id": meta["machine_id"],
+        "machine_key": meta["machine_key"],
         "os": meta["os"],
         "arch": meta["arch"],
         "python": meta["python"],
@@ -129,7 +163,12 @@ def encode_payload(meta: dict[str, Any], reports: list[dict[str, Any]]) -> bytes
     return orjson.dumps(body)
 
 
-def encode_forget(app: str, machine_id: str) -> bytes:
+def encode_forget(app: str, machine_id: str, machine_key: str | None = None) -> bytes:
+    """A deletion request: format 2 with the key; format 1 for an id of an older version."""
     import orjson
 
-    return orjson.dumps({"schema": WIRE_SCHEMA, "app": app, "machine_id": machine_id, "forget": True})
+    if machine_key is None:
+        return orjson.dumps({"schema": 1, "app": app, "machine_id": machine_id, "forget": True})
+    return orjson.dumps(
+        {"schema": WIRE_SCHEMA, "app": app, "machine_id": machine_id, "machine_key": machine_key, "forget": True}
+    )

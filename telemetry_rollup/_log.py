@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # no typing/logging import at run time: the hot path imports this module
+if TYPE_CHECKING:
+    import logging
+
 NAME = "telemetry_rollup"
 
 _fired = False
@@ -37,6 +41,21 @@ class Log:
 log = Log()
 
 
+def debug_formatter() -> logging.Formatter:
+    """The debug log's formatter (``TELEMETRY_ROLLUP_DEBUG=1``, on stderr): each line through
+    ``_format.printable``, as everything the command line prints, since a logged body or path may
+    hold a value read from disk."""
+    import logging
+
+    class Escaping(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            from ._format import printable
+
+            return printable(super().format(record))
+
+    return Escaping("telemetry_rollup: %(message)s")
+
+
 def debug_enabled() -> bool:
     """TELEMETRY_ROLLUP_DEBUG is set: log every request and internal error to stderr."""
     return os.environ.get("TELEMETRY_ROLLUP_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
@@ -51,7 +70,7 @@ def setup_debug() -> None:
     logger = logging.getLogger(NAME)
     if not any(getattr(h, "_telemetry_rollup", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("telemetry_rollup: %(message)s"))
+        handler.setFormatter(debug_formatter())
         handler._telemetry_rollup = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)

@@ -14,7 +14,7 @@ import time
 
 from ._counters import Counters
 from ._log import log, setup_debug, step
-from ._names import env_prefix_for, is_name
+from ._names import env_prefix_for
 
 TYPE_CHECKING = False  # typing costs ~5 ms at ``import telemetry_rollup``; only mypy needs it here
 if TYPE_CHECKING:
@@ -134,8 +134,11 @@ class Telemetry:
         """
         try:
             setup_debug()
-            if not is_name(app) or default not in ("on", "local", "off"):
-                raise ValueError(f"invalid app {app!r} or default {default!r}")
+            from ._validate import configure_problem
+
+            problem = configure_problem(app, default=default, env_prefix=env_prefix, endpoint=endpoint)
+            if problem is not None:
+                raise ValueError(problem)
             if self.app is not None and self.app != app:
                 self.flush()  # what was counted belongs to the previous app
             from . import _paths
@@ -167,7 +170,7 @@ class Telemetry:
             self._decision = self._decide()
             self._apply_mode()
         except Exception as exc:
-            log.debug("configure failed, telemetry is off: %r", exc)
+            log.debug("telemetry is off for %r in this process: %s", app, exc)
             self._counters.off = True
             self._counters.clear()
 

@@ -21,6 +21,29 @@ class UsageError(Exception):
     pass
 
 
+class _Escaped:
+    """A text stream that writes through ``_format.printable``: whatever a command prints (values
+    read from disk, config files or the environment included) cannot drive the terminal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from ._format import printable
+
+        return self._stream.write(printable(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _escaped(stream: IO[str]) -> IO[str]:
+    return stream if isinstance(stream, _Escaped) else _Escaped(stream)  # type: ignore[return-value]
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -65,7 +88,11 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
 
     sh = sub.add_parser("show", help="print exactly the request bodies the next send would POST, without sending")
     app_option(sh, "only this app (default: every app on this machine)")
-    sh.add_argument("--raw", action="store_true", help="the bodies byte for byte, one per line, nothing else")
+    sh.add_argument(
+        "--raw",
+        action="store_true",
+        help="the bodies as sent, one per line, nothing else, but the machine_key proof redacted",
+    )
     sh.add_argument("--include-today", action="store_true", help="as flush --include-today would (closes today)")
 
     v = sub.add_parser("view", help="write a local HTML page of what is recorded and would be sent, and open it")
@@ -144,8 +171,8 @@ def main(
 
     With ``app`` (a host tool's own ``telemetry`` command) every command applies to that app.
     """
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    out = _escaped(stdout or sys.stdout)
+    err = _escaped(stderr or sys.stderr)
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in ("serve", "report") and app is None:
         return _server_command(args_list[0], args_list[1:], err)
@@ -182,6 +209,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], out: IO[str]) -> ar
 def _run_parsed(args: argparse.Namespace, prog: str, out: IO[str], err: IO[str]) -> int:
     from ._log import setup_debug
 
+    out, err = _escaped(out), _escaped(err)
     try:
         setup_debug()
         return int(_dispatch(args, out, err))
@@ -223,15 +251,17 @@ def _one_store(app: str | None) -> AppStore:
 
 def _stores(app: str | None) -> list[AppStore]:
     from . import _paths
-    from ._names import is_name
+    from ._names import APP_RULE, is_app_name
     from ._store import AppStore, app_stores
 
     root = _paths.data_root()
     if app is not None:
-        if not is_name(app):
-            raise UsageError(f"invalid app name {app!r}")
+        if not is_app_name(app):
+            raise UsageError(f"invalid app name {app!r}: {APP_RULE}")
         return [AppStore(os.path.join(root, app))]
-    return list(app_stores(root))
+    # Only app directories: anything else under the data root (a planted "\x1b]0;..." or "con",
+    # a directory of an older rule) is not listed, switched off or sent from.
+    return [s for s in app_stores(root) if is_app_name(s.app)]
 
 
 def cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -305,7 +335,7 @@ def cmd_mode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 out.write(f"{res.app}: nothing to delete.\n")
             if res.forget:
                 out.write(f"{res.app}: deletion request for the old machine id: {res.forget}\n")
-        elif mode == "on" and store.machine_id(create=False) is None:
+        elif mode == "on" and _shown_id(store) is None:
             out.write(f"{res.app}: a new random machine id will be made at the next send.\n")
         out.write(_override_note(store, res.effective, mode))
     return code
@@ -315,6 +345,7 @@ _WHAT = {
     "buffer.jsonl": "counts not yet rolled up",
     "spill": "counts written aside",
     "outbox": "reports waiting to be sent",
+    "machine_key": "the machine's secret key, and so its id",
     "machine_id": "the random machine id",
     "state.json": "delivery history",
     "config.json": "the app's settings",
@@ -331,10 +362,21 @@ def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if store.stored_mode() == "off" or effective(store, os.environ).mode == "off":
         err.write(f"{store.app}: telemetry is off: no machine id is kept\n")
         return 1
-    old = store.machine_id(create=False)
+    old = _shown_id(store)
     new = reset_id(store)
     out.write(f"{store.app}: machine id {old or '(none)'} -> {new}; pending reports will be sent under it.\n")
     return 0
+
+
+def _shown_id(store: AppStore) -> str | None:
+    """The machine id as people see it (never the key it is derived from)."""
+    from ._identity import current_id
+
+    return current_id(store.dir)
+
+
+#: show's note on what it does not print as sent.
+REDACTED_NOTE = "machine_key (the proof that a request comes from this machine) is sent but never shown"
 
 
 def cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -348,11 +390,13 @@ def show_bodies(
     store: AppStore, env: Any, include_today: bool = False
 ) -> tuple[list[tuple[str, str | None, bytes]], list[str]]:
     """What ``show`` prints for one app: the (what, url, body) requests the next send would
-    POST, and notes on why less or nothing is sent. Rolls up due counts, as a send would."""
+    POST, with the machine key redacted, and notes on why less or nothing is sent. Rolls up
+    due counts, as a send would."""
     import time
 
     from ._control import forget_body, forget_requests, opted_out_by_env
     from ._days import today_iso
+    from ._endpoint import endpoint_problem, shown
     from ._sender import Pipeline, decide, meta_for
 
     bodies: list[tuple[str, str | None, bytes]] = []
@@ -364,11 +408,14 @@ def show_bodies(
     if opt_out is not None:
         notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
         return bodies, notes
+    from ._identity import redact
+
     for r in forget_requests(store):
-        bodies.append(("deletion request for an old machine id", str(r["endpoint"]), forget_body(store, r)))
+        bodies.append(("deletion request for an old machine id", shown(r["endpoint"]), redact(forget_body(store, r))))
     decision = decide(store, env)
     endpoint = store.config().get("endpoint")
-    url = endpoint if isinstance(endpoint, str) and endpoint else None
+    url = shown(endpoint)  # a refused endpoint (config.json edited by hand) is never echoed
+    refused = endpoint_problem(endpoint) if endpoint not in (None, "") else None
     if decision.mode == "off":
         notes.append(f"mode is off ({decision.source}): no report is kept or sent")
         return bodies, notes
@@ -387,13 +434,15 @@ def show_bodies(
             gen, _ = pipe.build(gen, today=today_iso(time.time()), include_today=include_today)
             meta = meta_for(store, store.config(), env, create_id=False)
             for _, body in pipe.request_bodies(gen, meta):
-                bodies.append(("reports", url, body))
-            if store.machine_id(create=False) is None and any(w == "reports" for w, _, _ in bodies):
+                bodies.append(("reports", url, redact(body)))
+            if _shown_id(store) is None and any(w == "reports" for w, _, _ in bodies):
                 notes.append(
                     "no machine id exists yet: the first send makes a random one in place of " + str(meta["machine_id"])
                 )
     if decision.mode == "local":
         notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
+    elif refused is not None:
+        notes.append(f"the endpoint in config.json is refused ({refused}): nothing is sent")
     elif url is None:
         notes.append("no endpoint is configured: nothing is sent")
     elif decision.source == "default" and not os.path.isfile(store.notice_file):
@@ -419,6 +468,8 @@ def _emit_show(
 ) -> None:
     from ._format import show_text
 
+    if bodies:
+        notes = [*notes, REDACTED_NOTE]
     if args.raw:
         for _, _, body in bodies:
             out.write(body.decode("utf-8") + "\n")

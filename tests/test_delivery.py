@@ -34,12 +34,13 @@ def test_2xx_delivers_completed_days_once_and_keeps_today(home: Path, receiver: 
         "ci",
         "lib_version",
         "machine_id",
+        "machine_key",
         "os",
         "python",
         "reports",
         "schema",
     ]
-    assert body["app"] == "acme" and body["app_version"] == "1.0" and body["schema"] == 1
+    assert body["app"] == "acme" and body["app_version"] == "1.0" and body["schema"] == 2
     assert pending(store) == 0
     # a second run sends nothing more; today's count is still waiting
     _sender.run(store, timeout=5, force=True)
@@ -94,8 +95,15 @@ def test_a_server_that_never_answers_cannot_hold_the_call(home: Path, receiver: 
     t0 = time.monotonic()
     res = _sender.run(store, timeout=1.0, force=True)
     assert time.monotonic() - t0 < 2.0
-    assert res.sent is not None and res.sent.kept == 2
-    assert pending(store) == 2
+    if behaviour == "hang":
+        assert res.sent is not None and res.sent.kept == 2
+        assert pending(store) == 2
+    else:
+        # The status line (200) arrived and only the body trickles: the receiver answered, so the
+        # reports are acknowledged (as when it hangs up after its headers, test_faults.py); the
+        # trickle is cut at the deadline instead of being read, and never resent forever.
+        assert res.sent is not None and res.sent.sent == 2 and res.sent.kept == 0
+        assert pending(store) == 0
 
 
 def test_refused_connection_keeps_reports(home: Path) -> None:

@@ -137,7 +137,17 @@ HOSTILE = {
 @pytest.mark.parametrize("kind", list(HOSTILE))
 @pytest.mark.parametrize(
     "target",
-    ["buffer.jsonl", "state.json", "config.json", "mode.json", "machine_id", "outbox/CURRENT", "report", "input"],
+    [
+        "buffer.jsonl",
+        "state.json",
+        "config.json",
+        "mode.json",
+        "machine_key",
+        "machine_id",
+        "outbox/CURRENT",
+        "report",
+        "input",
+    ],
 )
 def test_hostile_files_never_break_the_host_or_the_sender(
     home: Path, receiver: Receiver, kind: str, target: str
@@ -205,7 +215,7 @@ def _outcome(home: Path, endpoint: str, timeout: float = 3.0) -> tuple[_sender.R
 
 
 def test_dns_failure_keeps_reports(home: Path) -> None:
-    res, took, _ = _outcome(home, "http://no-such-host.invalid/v1/rollups")
+    res, took, _ = _outcome(home, "https://no-such-host.invalid/v1/rollups")
     assert res.sent is not None and res.sent.kept == 1 and took < 4
 
 

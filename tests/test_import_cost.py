@@ -39,6 +39,7 @@ RUN = IMPORT | {
     "fcntl",
     "telemetry_rollup._consent",
     "telemetry_rollup._due",
+    "telemetry_rollup._endpoint",
     "telemetry_rollup._flat",
     "telemetry_rollup._fs",
     "telemetry_rollup._lifecycle",
@@ -47,6 +48,7 @@ RUN = IMPORT | {
     "telemetry_rollup._persist",
     "telemetry_rollup._record",
     "telemetry_rollup._store",
+    "telemetry_rollup._validate",
 }
 #: ... that also starts the detached sender
 RUN_DUE = RUN | {"telemetry_rollup._spawn"}
