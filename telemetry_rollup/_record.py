@@ -1,4 +1,4 @@
-"""Named tuples without ``collections`` (importing it costs a short CLI ~2 ms).
+"""Named tuples without ``collections`` (importing it costs a short CLI ~2 ms) or ``operator``.
 
 ``record()`` makes what ``collections.namedtuple`` makes, minus the parts nobody here uses: the
 fields by name and index, defaults, keyword arguments, ``repr``, ``_replace``, ``_asdict``,
@@ -7,11 +7,16 @@ pickling. Modules declare the type as a ``typing.NamedTuple`` under ``TYPE_CHECK
 
 from __future__ import annotations
 
-from _operator import itemgetter
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+
+def _getter(i: int) -> Any:
+    def get(self: tuple[Any, ...]) -> Any:
+        return self[i]
+
+    return get
 
 
 def record(
@@ -60,5 +65,5 @@ def record(
         "_asdict": _asdict,
     }
     for i, name in enumerate(fields):
-        namespace[name] = property(itemgetter(i), doc=f"Alias for field number {i}")
+        namespace[name] = property(_getter(i), doc=f"Alias for field number {i}")
     return type(typename, (tuple,), namespace)

@@ -27,7 +27,6 @@ import sys
 
 from . import _fs
 from ._consent import parse_stored
-from ._line import BUFFER_CAP
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -274,7 +273,7 @@ def append(
     the lines of ``rollup``, when the caller has them already.
     """
     from . import _log
-    from ._line import encode_line_fast
+    from ._line import BUFFER_CAP, encode_line_fast
 
     if data is None:
         data = b"".join(encode_line_fast(d, n, c) for (d, n), c in sorted(rollup.items()) if c > 0)

@@ -33,7 +33,6 @@ IMPORT = {
 }
 #: a whole run: configure, counts, the exit hook (persist, notice check, config check, due check)
 RUN = IMPORT | {
-    "_operator",
     "atexit",
     "errno",
     "fcntl",
