@@ -18,10 +18,12 @@ an ``itertools.count`` (one C call, atomic under the GIL); a second caller (the 
 the finaliser, the signal's thread while the main thread exits) waits at most ``EXIT_BUDGET`` for
 the first to finish, on a lock only that first caller releases.
 
-**At exit** (atexit, the multiprocessing finaliser, or the SIGTERM thread): stop the flusher; wait
-at most 0.5 s for a persist in progress elsewhere; persist with the raw flock (1 s for the lock,
-then a spill file); if reports are due, one exiting process per send interval starts the detached
-sender (``_spawn``). Within 2 s in all; never a byte to stdout; nothing on stderr but the notice.
+**At exit** (atexit, the multiprocessing finaliser, or the SIGTERM thread): the flusher stands down
+(it is not woken, which would cost a thread switch while the interpreter shuts down; it checks on
+waking); wait at most 0.5 s for a persist in progress elsewhere; persist with the raw flock (1 s
+for the lock, then a spill file); if reports are due, one exiting process per send interval starts
+the detached sender (``_spawn``). Within 2 s in all; never a byte to stdout; nothing on stderr but
+the notice.
 
 **After fork** (``os.register_at_fork``, in the child): only reset state. New locks (one held by
 another thread at the fork stays held forever in the child), empty counters, no flusher; no I/O
@@ -243,7 +245,8 @@ class Lifecycle:
         start = time.monotonic()
         try:
             step("exit:claimed")
-            self.stop_flusher()
+            # The flusher is not woken (a thread switch while the interpreter shuts down, for
+            # nothing): it sees _exiting if it wakes, and dies with the process.
             step("exit:stopped")
             owner = self._owner
             if owner.app is None or owner._counters.off:
@@ -316,6 +319,8 @@ class Lifecycle:
             if stop.acquire(True, wait):
                 stop.release()  # stays released: the flusher is stopped for good
                 return
+            if self._exiting:
+                return  # the exit path persists what is left
             try:
                 owner._background_pass()
             except Exception as exc:
