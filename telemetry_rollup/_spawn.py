@@ -5,7 +5,7 @@
   (Windows) or refuses, ``subprocess.Popen`` does the same job.
 - **Detached**: a new session (``setsid``; ``DETACHED_PROCESS`` on Windows); stdin, stdout and
   stderr on the null device (stderr kept in debug mode); every descriptor the host made
-  inheritable is closed in the child, so no pipe a caller waits on is held open.
+  inheritable is closed in the child, so no pipe a caller waits on is held open; nice 10.
 - **Nothing from the user's current directory runs** (issue 12): ``-m`` puts the cwd first on
   ``sys.path``, so a ``telemetry_rollup/`` package in a cloned repository the user runs the tool
   in would be imported. The bootstrap runs as ``-c`` code whose first statement removes the
@@ -104,12 +104,23 @@ def start(
             actions.append((os.POSIX_SPAWN_OPEN, 2, null, os.O_WRONLY, 0))
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
         try:
-            return int(spawn(argv[0], argv, env, file_actions=actions, setsid=True))
+            return _background(int(spawn(argv[0], argv, env, file_actions=actions, setsid=True)))
         except (OSError, NotImplementedError, TypeError):
             pass  # e.g. no POSIX_SPAWN_SETSID here: subprocess knows the platform's way
     if not subprocess_ok:
         return None
-    return _start_subprocess(argv, env=env, cwd=cwd, keep_stderr=keep_stderr)
+    return _background(_start_subprocess(argv, env=env, cwd=cwd, keep_stderr=keep_stderr))
+
+
+def _background(pid: int) -> int:
+    """Nice 10 for the sender: it starts an interpreter (tens of ms of CPU) just as the tool is
+    exiting, and on a busy machine must not take the CPU the tool, or the user's next command,
+    needs. It is never starved (unlike SCHED_IDLE), only yields."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10))
+    except (AttributeError, OSError):
+        pass  # Windows, or the child has gone already
+    return pid
 
 
 def _start_subprocess(argv: list[str], *, env: dict[str, str], cwd: str, keep_stderr: bool) -> int:

@@ -176,3 +176,32 @@ def test_the_flusher_of_a_host_without_threading_never_imports_it(
     assert proc.returncode == 0 and proc.stdout == "[]\n", proc.stderr
     assert time.monotonic() - t0 < 10  # shutdown did not wait for the flusher
     assert wait_for(lambda: receiver.totals().get("old") == 2, 20)  # the exit hook's sender delivered
+
+
+def _senders_for(home: Path) -> list[int]:
+    """pids of detached senders started for this data root (their environment names it)."""
+    needle = f"TELEMETRY_ROLLUP_HOME={home}".encode()
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if needle in (d / "environ").read_bytes() and b"--if-due" in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the sender through /proc")
+def test_the_sender_runs_at_a_lower_priority(home: Path, tmp_path: Path, receiver: Receiver) -> None:
+    """It starts an interpreter just as the tool exits: on a busy machine it yields the CPU."""
+    receiver.behaviour = "hang"  # keeps the sender alive long enough to look at
+    due(home, receiver.url)
+    proc = host(tmp_path, receiver.url)
+    assert proc.returncode == 0, proc.stderr
+    assert wait_for(lambda: receiver.connections >= 1, 20)
+    (pid,) = _senders_for(home)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    finally:
+        receiver.release.set()
