@@ -45,7 +45,6 @@ RUN = IMPORT | {
     "telemetry_rollup._line",
     "telemetry_rollup._paths",
     "telemetry_rollup._persist",
-    "telemetry_rollup._record",
     "telemetry_rollup._store",
     "telemetry_rollup._validate",
 }
