@@ -58,7 +58,7 @@ import itertools
 import os
 import sys
 import time
-from _thread import allocate_lock, start_new_thread
+from _thread import allocate_lock, get_ident, start_new_thread
 
 from ._log import debug_enabled, log, step
 
@@ -81,6 +81,8 @@ class Lifecycle:
     def __init__(self, owner: Telemetry) -> None:
         self._owner = owner
         self._registered = False
+        self._signal: Any = None  # the signal module, once a handler is installed
+        self._main_ident: int | None = None  # the thread that may restore SIGTERM's default action
         self._reset()
 
     def _reset(self) -> None:
@@ -96,8 +98,6 @@ class Lifecycle:
         self._term = False  # SIGTERM arrived: the exit path ends by dying of it
         self._finished = False
         self._watched = False  # an exit path was started for a SIGTERM
-        self._signal: Any = None
-        self._main_ident: int | None = None
 
     # -- installing ---------------------------------------------------------------------------
     def register(self) -> None:
@@ -165,11 +165,14 @@ class Lifecycle:
         if os.name == "nt":
             return  # Pool.terminate() does not send SIGTERM there
         r, w = os.pipe()
+        previous = None
         try:
             os.set_blocking(w, False)
             previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
             start_new_thread(self._signal_watcher, (r, previous))
         except (OSError, ValueError, RuntimeError):
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
             os.close(r)
             os.close(w)
 
@@ -329,4 +332,6 @@ class Lifecycle:
     # -- fork ----------------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
         self._reset()
+        if self._signal is not None:  # the handler is inherited; this thread is the child's main one
+            self._main_ident = get_ident()
         self._owner._after_fork_in_child()
