@@ -74,7 +74,7 @@ class Params:
         self.thread_n = 2_000 if quick else 200_000  # calls per thread per round
         self.thread_rounds = 2 if quick else 7
         self.import_rounds = 2 if quick else 21
-        self.cli_rounds = 1 if quick else 11
+        self.cli_rounds = 1 if quick else 21
         self.configure_rounds = 2 if quick else 21
         self.hook_rounds = 2 if quick else 21
         self.comp_cli_rounds = 0 if quick else 5

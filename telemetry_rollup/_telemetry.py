@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from _thread import allocate_lock
 
 from ._counters import Counters
 from ._log import log, setup_debug, step
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 #: flush() and send() wait this long for the buffer lock, then write a spill file
 LOCK_WAIT = 1.0
+#: makes an instance's lifecycle once (never taken on the hot path or in a signal handler)
+_LIFE_LOCK = allocate_lock()
 
 
 # ``import telemetry_rollup`` loads the hot path only (_counters): consent, the lifecycle and the
@@ -163,10 +166,6 @@ class Telemetry:
             }
             self._headers = headers
             self._counters.allow = _allow_matcher(allow)
-            if self._life is None:
-                from ._lifecycle import Lifecycle
-
-                self._life = Lifecycle(self)
             self._decision = self._decide()
             self._apply_mode()
         except Exception as exc:
@@ -190,16 +189,32 @@ class Telemetry:
         return resolve({}, prefix, self._store.stored_mode(), self._options["default"])
 
     def _apply_mode(self) -> None:
-        life, decision = self._life, self._decision
-        assert life is not None and decision is not None  # configure() made them
+        decision = self._decision
+        assert decision is not None  # configure() made it
         if decision.mode == "off":
             self._counters.off = True
             self._counters.clear()
-            life.stop_flusher()
+            if self._life is not None:
+                self._life.stop_flusher()
             return
         self._counters.off = False
+        if self._life is not None or self._counters.pending():  # counted before configure()
+            self._first_count()
+        else:
+            self._counters.on_new_name = self._first_count
+
+    def _first_count(self) -> None:
+        """The lifecycle (exit and fork hooks, the flusher) from the first count on: a run that
+        records nothing (``--help``, ``--version``) loads, registers and starts none of it."""
+        with _LIFE_LOCK:  # two threads' first counts: one lifecycle
+            life = self._life
+            if life is None:
+                from ._lifecycle import Lifecycle
+
+                life = self._life = Lifecycle(self)
         life.register()
         self._counters.on_new_name = life.on_first_count
+        life.on_first_count()
 
     @property
     def mode(self) -> str:

@@ -116,3 +116,17 @@ def test_a_short_run_that_starts_the_sender_loads_only_the_pinned_modules(
     got = gained(CLI, receiver.url, env=env)
     assert got == RUN_DUE - preloaded(), sorted(got ^ (RUN_DUE - preloaded()))
     assert wait_for(lambda: receiver.totals().get("old") == 5, 20)  # and the sender it started delivered
+
+
+def test_a_run_that_counts_nothing_loads_no_lifecycle_and_starts_nothing(home: Path, receiver: Receiver) -> None:
+    """--help, --version: configure() then nothing counted. No exit hook, thread or file."""
+    code = (
+        "import sys, _thread, telemetry_rollup as tr\n"
+        "tr.configure('acme', endpoint=sys.argv[1])\n"
+        "print(_thread._count(), 'telemetry_rollup._lifecycle' in sys.modules, 'atexit' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, receiver.url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout == "0 False False\n", proc.stderr
+    assert not home.exists()
