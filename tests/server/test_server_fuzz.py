@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from server_helpers import Server, day
 
+pytestmark = pytest.mark.slow  # about 30 s of fuzzing a server: the main interpreter's run is enough
+
 FUZZ_CONFIG = {"limits": {"per_machine": 1_000_000, "per_address": 1_000_000}}
 
 
