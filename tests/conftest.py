@@ -43,6 +43,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError("the suite is not running on the installed wheel: " + "; ".join(problems))
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The random order's seed, also under ``-q`` (which hides pytest-randomly's header line)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"random order: replay it with --randomly-seed={seed}")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own data root; the real one is never touched."""
