@@ -13,13 +13,43 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _days
-from ._names import is_wire_name
+from ._names import CLAMPED, MAX_COUNT, is_wire_name
 
 LINE_VERSION = 1
 WIRE_SCHEMA = 1
 
 #: (ISO day, name) -> count
 Rollup = dict[tuple[str, str], int]
+
+
+def add_count(rollup: Rollup, day: str, name: str, c: int) -> None:
+    """``rollup[(day, name)] += c``, holding at most MAX_COUNT (see ``_names.MAX_COUNT``).
+
+    The excess of an app's counter goes to ``(day, _clamped)``; a reserved counter saturates.
+    Saturating addition is associative and commutative, so merge order never matters."""
+    key = (day, name)
+    total = rollup.get(key, 0) + c
+    if total <= MAX_COUNT:
+        rollup[key] = total
+        return
+    rollup[key] = MAX_COUNT
+    if name[0] != "_":
+        clamped = (day, CLAMPED)
+        rollup[clamped] = min(MAX_COUNT, rollup.get(clamped, 0) + total - MAX_COUNT)
+
+
+def _exact_count(line: bytes, c: Any) -> Any:
+    """orjson reads integers past 2**64 as floats: re-read such a line with the stdlib parser to
+    get the integer back (it is clamped anyway), so a huge value is never lost as corrupt."""
+    if type(c) is not float or not c >= 2**64:
+        return c
+    import json
+
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return c
+    return obj.get("c") if isinstance(obj, dict) else c
 
 
 class Decoded(NamedTuple):
@@ -56,7 +86,7 @@ def _valid_day(value: Any) -> bool:
 
 
 def decode_lines(data: bytes) -> Decoded:
-    """Parse buffer bytes into a rollup (lines of one (day, name) summed)."""
+    """Parse buffer bytes into a rollup (lines of one (day, name) summed, clamped: ``add_count``)."""
     import orjson
 
     rollup: Rollup = {}
@@ -78,7 +108,7 @@ def decode_lines(data: bytes) -> Decoded:
         if type(v) is int and v > LINE_VERSION:
             foreign.append(line)
             continue
-        d, n, c = obj.get("d"), obj.get("n"), obj.get("c")
+        d, n, c = obj.get("d"), obj.get("n"), _exact_count(line, obj.get("c"))
         if (
             v != LINE_VERSION
             or type(c) is not int
@@ -90,7 +120,7 @@ def decode_lines(data: bytes) -> Decoded:
         ):
             corrupt += 1
             continue
-        rollup[(d, n)] = rollup.get((d, n), 0) + c
+        add_count(rollup, d, n, c)
     return Decoded(rollup, foreign, corrupt)
 
 

@@ -1,8 +1,9 @@
 """Consent: which mode applies and why, and the one-line notice.
 
 Precedence, first match wins: ``DO_NOT_TRACK`` (set and not ""/0/false) -> off;
-``<PREFIX>_TELEMETRY`` (0/off/false/no -> off, local -> local, 1/on/true/yes -> on, anything
-else ignored: never "non-empty means on"); the stored choice; the app's default.
+``<PREFIX>_TELEMETRY`` (1/on/true/yes -> on, local -> local, any other non-empty value -> off);
+the stored choice; the app's default. The app's variable fails closed: ``disabled``, ``none``,
+``0ff`` are clear attempts to opt out, and a typo must never leave telemetry on.
 """
 
 from __future__ import annotations
@@ -28,16 +29,23 @@ _ON = {"1", "on", "true", "yes"}
 
 
 def env_mode(value: str | None) -> str | None:
-    if value is None:
+    """The mode ``<PREFIX>_TELEMETRY`` asks for; None when unset or empty (no value at all).
+
+    Fails closed: any value that is not a recognised "on" or "local" value means off."""
+    if not value:
         return None
     v = value.strip().lower()
-    if v in _OFF:
-        return "off"
     if v in _ON:
         return "on"
     if v == "local":
         return "local"
-    return None
+    return "off"
+
+
+def recognised(value: str) -> bool:
+    """True when ``value`` is one of the documented spellings (the rest fail closed to off)."""
+    v = value.strip().lower()
+    return v in _ON or v in _OFF or v == "local"
 
 
 def do_not_track(environ: Mapping[str, str]) -> bool:

@@ -25,6 +25,7 @@ from typing import Any, Callable, NamedTuple
 from . import _transport
 from ._codec import encode_forget
 from ._consent import MODES, Decision, env_decision, resolve
+from ._endpoint import shown
 from ._names import env_prefix_for
 from ._store import AppStore, LockTimeout
 
@@ -96,7 +97,7 @@ def set_mode(
         write_mode(store, mode, now())
         return SwitchResult(store.app, mode, previous, effective(store, env), [], "")
     prefix = env_prefix(store)
-    endpoint = store.config().get("endpoint")
+    endpoint = shown(store.config().get("endpoint"))  # None when absent or refused (hand-edited)
     # Stored first: from here on no process that honours the stored choice writes anything.
     write_mode(store, "off", now())
     try:
@@ -105,7 +106,7 @@ def set_mode(
                 old_id = store.machine_id(create=False)
                 deleted = store.delete_data(keep=("mode.json", "forget.json"))
             forget = ""
-            if not keep_remote and old_id is not None and isinstance(endpoint, str) and endpoint:
+            if not keep_remote and old_id is not None and endpoint is not None:
                 _add_forget(store, old_id, endpoint, prefix, now())
                 forget = "pending"
                 res = _retry_forget_locked(store, env, timeout=timeout, force=True, now=now)

@@ -85,7 +85,8 @@ class Counters:
 
         With ``outcome`` ("ok" or "error") also counts ``name:ok`` or ``name:error`` and, for an
         error, ``name:error:<error_code>`` (at most 20 codes per name per day; more, or a code that
-        is not a valid name, count as ``name:error:other``)."""
+        is not a valid name, count as ``name:error:other``). Any other outcome counts only
+        ``_invalid``."""
         if self.off:
             return
         try:
@@ -107,6 +108,11 @@ class Counters:
         if self.off:
             return
         try:
+            if outcome is not None and outcome not in ("ok", "error"):  # a tuple: an unhashable outcome is invalid too
+                # A typo ("success", "OK", 1) is the caller's mistake, not a failure: it counts
+                # under _invalid and touches no other counter (it used to count name:error).
+                self._slow(INVALID, 1)
+                return
             derived = self._derived.get(name)
             if derived is None:
                 if not is_name(name):

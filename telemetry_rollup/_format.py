@@ -11,6 +11,31 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 BAR_WIDTH = 20
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on escaped as ``\\uXXXX``.
+
+    The one helper through which the command line writes (``cli`` wraps its streams with it), so a
+    value read from disk, a config file or the environment (a directory name, ``app_version``, a
+    state file's detail, ``TELEMETRY_ROLLUP_HOME``) cannot retitle, recolour or clear the terminal,
+    or reorder what it shows. Escaped: everything ``str.isprintable`` refuses but the newline
+    (C0 and C1 controls, DEL, bidi and other format characters, line and paragraph separators,
+    unusual spaces). The escape is JSON's, so ``show --raw`` stays valid JSON with the same values."""
+    if all(line.isprintable() for line in text.split("\n")):  # the common case, at C speed
+        return text
+    out = []
+    for ch in text:
+        if ch == "\n" or ch.isprintable():
+            out.append(ch)
+            continue
+        code = ord(ch)
+        if code > 0xFFFF:  # a surrogate pair, as JSON writes it
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out)
+
+
 def bar(value: int, largest: int, width: int = BAR_WIDTH) -> str:
     """A unicode bar of ``width`` cells, ``value / largest`` full; any value above 0 shows."""
     if largest <= 0 or value <= 0:
@@ -40,7 +65,14 @@ def _source(st: Mapping[str, Any]) -> str:
         return f"your stored choice{at}"
     if src == "default":
         return "the app's default; you have not chosen"
-    return f"{src} is set in this environment"
+    value = st.get("env_value")
+    if value is None:
+        return f"{src} is set in this environment"
+    from ._consent import recognised
+
+    # Name the value read: "ACME_TELEMETRY=disabled" fails closed, and the user should see why.
+    why = "" if src == "DO_NOT_TRACK" or recognised(value) else ": not a recognised value, so off"
+    return f'{src}="{value}" is set in this environment{why}'
 
 
 def status_text(st: Mapping[str, Any], now: float) -> str:
@@ -50,7 +82,9 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
         lines.append(f"  stored choice      {st['stored']} (overridden by {st['source']})")
     lines.append(f"  machine id         {st['machine_id'] or '(none: made at the first send)'}")
     lines.append(f"  data directory     {st['data_dir']}")
-    lines.append(f"  endpoint           {st['endpoint'] or '(none configured)'}")
+    refused = st.get("endpoint_refused")
+    shown = f"(refused: {refused})" if refused else "(none configured)"
+    lines.append(f"  endpoint           {st['endpoint'] or shown}")
     buf = st["buffer"]
     spill = f", {buf['spill_files']} spill file(s)" if buf["spill_files"] else ""
     lines.append(f"  buffer             {size(buf['bytes'])} of {size(buf['cap'])}{spill}")
@@ -61,8 +95,8 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
     )
     largest = max((d["counts"] for d in days), default=0)
     for d in days:
-        note = "closed" if d["counts"] == d["report_counts"] else ("complete" if d["complete"] else "today, open")
-        lines.append(f"    {d['day']}  {bar(d['counts'], largest)} {d['counts']:>9,}  {note}")
+        lines.append(f"    {d['day']}  {bar(d['counts'], largest)} {d['counts']:>9,}  {day_note(d)}")
+        lines.extend(f"                {chunk}" for chunk in _wrap(names_text(d.get("names") or {})))
     reserved = {k: v for k, v in st.get("reserved", {}).items() if v}
     if reserved:
         lines.append("  of which           " + ", ".join(f"{k} {v:,}" for k, v in sorted(reserved.items())))
@@ -90,10 +124,46 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
         tries = r.get("attempts") or 0
         last_r = f", last: {r['last_result']}" if r.get("last_result") else ""
         lines.append(
-            f"  deletion request   for old id {r['machine_id']} to {r['endpoint']}, since"
+            f"  deletion request   for old id {r['machine_id']} to {r['endpoint'] or '(a refused endpoint)'}, since"
             f" {when(r.get('created_at'))}, {tries} attempt(s){last_r}; retried by `flush`"
         )
     return "\n".join(lines)
+
+
+def day_note(d: Mapping[str, Any]) -> str:
+    """What is open and what is closed of one pending day (a ``status --json`` day entry)."""
+    counts, in_reports, reports = d["counts"], d["report_counts"], d["reports"]
+    if not d["complete"]:
+        if in_reports:
+            return f"open: {in_reports:,} already in {reports} report(s), the rest still counting"
+        return "open: still counting"
+    if counts == in_reports:
+        return f"closed: in {reports} report(s) waiting to be sent"
+    if in_reports:
+        return f"partly closed: {in_reports:,} in {reports} report(s), the rest closed at the next send"
+    return "complete: closed into a report at the next send"
+
+
+def names_text(names: Mapping[str, int]) -> str:
+    """``build 280, lint 20``: counters by value (largest first), then name."""
+    return ", ".join(f"{n} {c:,}" for n, c in sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _wrap(text: str, width: int = 84) -> list[str]:
+    """Split a names line at its commas so each piece is at most ``width`` wide (where it can be)."""
+    if not text:
+        return []
+    out: list[str] = []
+    cur = ""
+    for part in text.split(", "):
+        piece = part if not cur else f"{cur}, {part}"
+        if cur and len(piece) > width:
+            out.append(cur + ",")
+            cur = part
+        else:
+            cur = piece
+    out.append(cur)
+    return out
 
 
 def pretty_body(body: bytes) -> str:

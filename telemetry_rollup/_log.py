@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import sys
 
+TYPE_CHECKING = False  # no typing/logging import at run time: the hot path imports this module
+if TYPE_CHECKING:
+    import logging
+
 NAME = "telemetry_rollup"
 
 
@@ -27,3 +31,18 @@ class Log:
 
 
 log = Log()
+
+
+def debug_formatter() -> logging.Formatter:
+    """The debug log's formatter (``TELEMETRY_ROLLUP_DEBUG=1``, on stderr): each line through
+    ``_format.printable``, as everything the command line prints, since a logged body or path may
+    hold a value read from disk."""
+    import logging
+
+    class Escaping(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            from ._format import printable
+
+            return printable(super().format(record))
+
+    return Escaping("telemetry_rollup: %(message)s")

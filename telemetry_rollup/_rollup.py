@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
-from ._codec import Rollup, encode_line_fast
+from ._codec import Rollup, add_count, encode_line_fast
 from ._days import iso, parse_iso
 from ._names import DROPPED, MAX_COUNT
 
@@ -22,19 +22,20 @@ OUTBOX_CAP = 200  # reports
 
 
 def merge(*rollups: Rollup) -> Rollup:
+    """The sum of ``rollups``, each (day, name) clamped to MAX_COUNT (excess under ``_clamped``)."""
     out: Rollup = {}
     for r in rollups:
-        for key, c in r.items():
-            out[key] = out.get(key, 0) + c
+        for (day, name), c in r.items():
+            add_count(out, day, name, c)
     return out
 
 
 def from_day_numbers(snapshot: dict[tuple[int, str], int]) -> Rollup:
+    """In-memory counts (day numbers, any size) -> a rollup of clamped values, ready to encode."""
     out: Rollup = {}
     for (day, name), c in snapshot.items():
         if c:
-            key = (iso(day), name)
-            out[key] = out.get(key, 0) + c
+            add_count(out, iso(day), name, c)
     return out
 
 
@@ -58,9 +59,9 @@ def split_completed(
 
 
 def add_dropped(rollup: Rollup, dropped: int, day: str) -> None:
+    """Record ``dropped`` lost counts under ``(day, _dropped)``, which saturates at MAX_COUNT."""
     if dropped > 0:
-        key = (day, DROPPED)
-        rollup[key] = rollup.get(key, 0) + dropped
+        add_count(rollup, day, DROPPED, dropped)
 
 
 def _line(day: str, name: str, c: int) -> bytes:
@@ -121,26 +122,41 @@ def fit_to_cap(rollup: Rollup, foreign: Sequence[bytes], *, cap: int = BUFFER_CA
 
 
 def make_reports(completed: dict[str, dict[str, int]], new_id: Callable[[], str]) -> list[dict[str, Any]]:
-    """One report per completed day, split so no report has more than 1000 counters or a count
-    above 10^9 (a larger count spreads over several reports of the same day; receivers sum)."""
+    """One report per completed day (split only so no report has more than 1000 counters).
+
+    Values are clamped to MAX_COUNT first (they already are when they come from the buffer or the
+    carry), so the number of reports depends on the number of names, never on the values: a count
+    of 10**15 is one counter of 10**9 plus ``_clamped``, not 10**6 reports."""
     reports: list[dict[str, Any]] = []
     for day in sorted(completed):
-        pieces: list[list[tuple[str, int]]] = []
-        for name, total in sorted(completed[day].items()):
-            c = total
-            i = 0
-            while c > 0:
-                part = min(c, MAX_COUNT)
-                if i == len(pieces):
-                    pieces.append([])
-                pieces[i].append((name, part))
-                c -= part
-                i += 1
-        for piece in pieces:
-            for start in range(0, len(piece), MAX_COUNTERS_PER_REPORT):
-                chunk = piece[start : start + MAX_COUNTERS_PER_REPORT]
-                reports.append({"id": new_id(), "day": day, "counts": dict(chunk)})
+        clamped: Rollup = {}
+        for name, c in completed[day].items():
+            if c > 0:
+                add_count(clamped, day, name, c)
+        items = sorted((name, c) for (_, name), c in clamped.items())
+        for start in range(0, len(items), MAX_COUNTERS_PER_REPORT):
+            chunk = items[start : start + MAX_COUNTERS_PER_REPORT]
+            reports.append({"id": new_id(), "day": day, "counts": dict(chunk)})
     return reports
+
+
+def reserved_only(report: dict[str, Any]) -> bool:
+    """True for a report holding only the library's own counters (``_dropped``, ``_run:tty``...)."""
+    return all(name[0] == "_" for name in report["counts"])
+
+
+def choose_dropped(reports: Sequence[dict[str, Any]], *, cap: int = OUTBOX_CAP) -> list[dict[str, Any]]:
+    """The reports to drop so that at most ``cap`` remain: reports of reserved counters only go
+    first, then the oldest days (ties by id, so the choice is deterministic).
+
+    Never a report with an app's counts while a reserved-only one is kept: those hold what earlier
+    drops recorded (``_dropped``), and dropping them loses nothing the caller does not re-record
+    (their totals go to today's ``_dropped``), while real counts are what the tool asked for."""
+    excess = len(reports) - max(0, cap)
+    if excess <= 0:
+        return []
+    ranked = sorted(reports, key=lambda r: (not reserved_only(r), r["day"], r["id"]))
+    return ranked[:excess]
 
 
 def expired(day: str, *, today: str, max_age_days: int = MAX_REPORT_AGE_DAYS) -> bool:

@@ -27,6 +27,7 @@ from . import _fs, _rollup, _transport
 from ._codec import Rollup, decode_lines, decode_report, encode_payload, encode_report
 from ._days import today_iso
 from ._due import is_ci
+from ._endpoint import endpoint_problem
 from ._names import CORRUPT
 from ._store import MAX_BUFFER_READ, AppStore
 from ._version import __version__
@@ -176,8 +177,7 @@ class Pipeline:
         import uuid
 
         new_reports = _rollup.make_reports(completed, lambda: str(uuid.uuid4()))
-        everything = sorted([*(r for _, r in kept), *new_reports], key=lambda r: (r["day"], r["id"]))
-        excess = everything[: max(0, len(everything) - _rollup.OUTBOX_CAP)]
+        excess = _rollup.choose_dropped([*(r for _, r in kept), *new_reports])
         excess_ids = {r["id"] for r in excess}
         dropped += _rollup.totals(excess)
         if corrupt:
@@ -451,6 +451,8 @@ def run(
             why = f"mode is {decision.mode} ({decision.source})"
         elif not isinstance(endpoint, str) or not endpoint:
             why = "no endpoint configured"
+        elif endpoint_problem(endpoint) is not None:
+            why = f"the endpoint in config.json is refused ({endpoint_problem(endpoint)})"
         elif not allow_send:
             why = "the notice was shown in this run: nothing is sent before the user could say no"
         elif decision.source == "default" and not store.notice_file.exists():

@@ -8,10 +8,12 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
       "mode": "on" | "local" | "off",          # what applies in this environment
       "source": "DO_NOT_TRACK" | "ACME_TELEMETRY" | "stored" | "default",
       "env_var": "ACME_TELEMETRY",             # the app's own variable
+      "env_value": "disabled" | null,          # the value of the variable that decided, as read
       "stored": "on" | "local" | "off" | null, # the choice in mode.json
       "stored_at": "2026-11-21T10:00:00Z" | null,
       "default": "on",
-      "endpoint": "https://..." | null,
+      "endpoint": "https://..." | null,        # null too when config.json holds a refused one
+      "endpoint_refused": "plain http is ..." | null,  # why config.json's endpoint is refused
       "machine_id": "uuid" | null,             # made at the first send, deleted by off
       "data_dir": "/home/u/.local/state/telemetry-rollup/acme",
       "notice_shown": true,
@@ -20,7 +22,9 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
         "reports": 2,                          # closed reports waiting in the outbox
         "counts": 345,                         # every count on this machine not yet delivered
         "days": [{"day": "2026-11-20", "counts": 300, "reports": 1, "report_counts": 300,
-                  "complete": true}, ...]      # report_counts: the part already in reports
+                  "complete": true,            # report_counts: the part already in reports
+                  "state": "open" | "complete" | "closed",
+                  "names": {"build": 280, "lint": 20}}, ...]  # every pending counter, today's too
       },
       "reserved": {"_dropped": 0, ...},        # reserved counters among the pending counts
       "totals": {"reports_sent": 0, "counts_sent": 0, "reports_rejected": 0,
@@ -43,12 +47,14 @@ from typing import Any
 from . import _days, _fs
 from ._codec import decode_lines, decode_report
 from ._consent import MODES
-from ._names import CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
+from ._endpoint import endpoint_problem, shown
+from ._names import CLAMPED, CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
 from ._rollup import BUFFER_CAP
 from ._store import MAX_BUFFER_READ, AppStore
 
 SCHEMA = 1
-RESERVED = (DROPPED, INVALID, DENIED, CORRUPT, OVERFLOW)
+RESERVED = (DROPPED, INVALID, DENIED, CORRUPT, OVERFLOW, CLAMPED)
+_FORGET_KEYS = ("machine_id", "endpoint", "created_at", "attempts", "last_result")
 TOTAL_KEYS = ("reports_sent", "counts_sent", "reports_rejected", "counts_rejected", "counters_refused")
 
 
@@ -77,6 +83,8 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
     reserved = dict.fromkeys(RESERVED, 0)
     n_reports = 0
 
+    names: dict[str, dict[str, int]] = {}
+
     def add(day: str, name: str, c: int, in_report: bool) -> None:
         d = days.setdefault(day, {"counts": 0, "reports": 0, "report_counts": 0})
         d["counts"] += c
@@ -84,6 +92,8 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
             d["report_counts"] += c
         if name in reserved:
             reserved[name] += c
+        per_name = names.setdefault(day, {})
+        per_name[name] = per_name.get(name, 0) + c
 
     raw: list[Path] = [store.buffer, *store.spill_files()]
     gen = _committed_gen(store)
@@ -102,7 +112,16 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
         if data:
             for (day, name), c in decode_lines(data).rollup.items():
                 add(day, name, c, False)
-    out_days = [{"day": d, **v, "complete": d < today} for d, v in sorted(days.items())]
+    out_days = [
+        {
+            "day": d,
+            **v,
+            "complete": d < today,
+            "state": day_state(d < today, v["counts"], v["report_counts"]),
+            "names": dict(sorted(names.get(d, {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        }
+        for d, v in sorted(days.items())
+    ]
     return {
         "reports": n_reports,
         "counts": sum(v["counts"] for v in days.values()),
@@ -110,17 +129,29 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
     }, reserved
 
 
+def day_state(complete: bool, counts: int, report_counts: int) -> str:
+    """The state of a pending day: "open" (today, or later after a clock jump: still counting),
+    "closed" (all of it in reports waiting to be sent) or "complete" (over; closed into a report
+    at the next send, in part or whole)."""
+    if not complete:
+        return "open"
+    return "closed" if counts == report_counts else "complete"
+
+
 def _next_attempt(
     store: AppStore,
     mode: str,
     source: str,
     endpoint: Any,
+    refused: str | None,
     state: Mapping[str, Any],
     pend: Mapping[str, Any],
     now: float,
 ) -> dict[str, Any]:
     if mode != "on":
         return {"at": None, "why": f"mode is {mode}: nothing is sent"}
+    if refused is not None:
+        return {"at": None, "why": f"the endpoint is refused ({refused}): nothing is sent"}
     if not isinstance(endpoint, str) or not endpoint:
         return {"at": None, "why": "no endpoint configured"}
     if source == "default" and not store.notice_file.exists():
@@ -158,7 +189,10 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
     state = store.state()
     decision = effective(store, env)
     mode_obj = store.read_json(store.mode_file)
-    endpoint = config.get("endpoint") if isinstance(config.get("endpoint"), str) else None
+    # Only an endpoint that follows the rule is echoed: a hand-edited config.json may hold a secret.
+    raw_endpoint = config.get("endpoint")
+    endpoint = shown(raw_endpoint)
+    refused = endpoint_problem(raw_endpoint) if raw_endpoint not in (None, "") else None
     pend, reserved = pending(store, today)
     raw_totals = state.get("totals")
     totals = raw_totals if isinstance(raw_totals, dict) else {}
@@ -168,10 +202,12 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "mode": decision.mode,
         "source": decision.source,
         "env_var": f"{env_prefix(store)}_TELEMETRY",
+        "env_value": env.get(decision.source) if decision.source not in ("stored", "default") else None,
         "stored": store.stored_mode(),
         "stored_at": mode_obj.get("at") if isinstance(mode_obj, dict) and isinstance(mode_obj.get("at"), str) else None,
         "default": config.get("default") if config.get("default") in MODES else "on",
         "endpoint": endpoint,
+        "endpoint_refused": refused,
         "machine_id": store.machine_id(create=False),
         "data_dir": str(store.dir),
         "notice_shown": store.notice_file.exists(),
@@ -180,10 +216,9 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "reserved": reserved,
         "totals": {k: int(totals.get(k, 0) or 0) for k in TOTAL_KEYS},
         "last_attempt": last if isinstance(last, dict) else None,
-        "next_attempt": _next_attempt(store, decision.mode, decision.source, endpoint, state, pend, t),
+        "next_attempt": _next_attempt(store, decision.mode, decision.source, endpoint, refused, state, pend, t),
         "deletion_requests": [
-            {k: r.get(k) for k in ("machine_id", "endpoint", "created_at", "attempts", "last_result")}
-            for r in forget_requests(store)
+            {k: shown(r.get(k)) if k == "endpoint" else r.get(k) for k in _FORGET_KEYS} for r in forget_requests(store)
         ],
     }
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from ._consent import Decision, env_decision, notice_text, resolve
 from ._counters import Counters
-from ._names import env_prefix_for, is_name
+from ._names import env_prefix_for
 
 TYPE_CHECKING = False  # typing costs ~5 ms at ``import telemetry_rollup``; only mypy needs it here
 if TYPE_CHECKING:
@@ -52,7 +52,9 @@ def _setup_debug() -> None:
     log = logging.getLogger("telemetry_rollup")
     if not any(getattr(h, "_telemetry_rollup", False) for h in log.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("telemetry_rollup: %(message)s"))
+        from ._log import debug_formatter
+
+        handler.setFormatter(debug_formatter())
         handler._telemetry_rollup = True  # type: ignore[attr-defined]
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
@@ -136,8 +138,11 @@ class Telemetry:
         """
         try:
             _setup_debug()
-            if not is_name(app) or default not in ("on", "local", "off"):
-                raise ValueError(f"invalid app {app!r} or default {default!r}")
+            from ._validate import configure_problem
+
+            problem = configure_problem(app, default=default, env_prefix=env_prefix, endpoint=endpoint)
+            if problem is not None:
+                raise ValueError(problem)
             if self.app is not None and self.app != app:
                 self.flush()  # what was counted belongs to the previous app
             from pathlib import Path
@@ -167,7 +172,7 @@ class Telemetry:
             self._decision = self._decide()
             self._apply_mode()
         except Exception as exc:
-            log.debug("configure failed, telemetry is off: %r", exc)
+            log.debug("telemetry is off for %r in this process: %s", app, exc)
             self._counters.off = True
             self._counters.clear()
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._format import _source, pretty_body, status_text, when
+from ._format import _source, day_note, pretty_body, status_text, when
 from ._html import Chart, chart_html, esc, page, table
 
 
@@ -38,16 +38,33 @@ def next_counts(bodies: Sequence[tuple[str, str | None, bytes]]) -> dict[str, in
     return totals
 
 
+def pending_counts(days: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Every pending counter by name over all pending days, today's (still open) included."""
+    totals: dict[str, int] = {}
+    for d in days:
+        for name, n in (d.get("names") or {}).items():
+            totals[name] = totals.get(name, 0) + int(n)
+    return totals
+
+
 def charts(v: AppView) -> list[Chart]:
     """What each chart of one app is fed, in page order. Pure."""
     days = v.status["pending"]["days"]
     nxt = next_counts(v.bodies)
+    recorded = tuple(sorted(pending_counts(days).items(), key=lambda kv: (-kv[1], kv[0])))
     sent = [h for h in v.history if isinstance(h, Mapping)]
     ranked = tuple(sorted(nxt.items(), key=lambda kv: (-kv[1], kv[0])))
     per_day = tuple((str(d["day"]), int(d["counts"])) for d in days)
     return [
         Chart("pending_days", "Counts not yet sent, per day (UTC)", per_day, empty="(nothing)"),
-        Chart("next_counts", "In the next send, per counter", ranked, "hbars", empty="(nothing)"),
+        Chart(
+            "pending_counts",
+            "Recorded, not yet sent, per counter (today's too)",
+            recorded,
+            "hbars",
+            empty="(nothing)",
+        ),
+        Chart("next_counts", "In the next send, per counter (closed days)", ranked, "hbars", empty="(nothing)"),
         Chart(
             "history",
             "Counts in each earlier request",
@@ -79,6 +96,19 @@ def _section(v: AppView, now: float) -> str:
         '<div class="grid">',
         *(chart_html(c) for c in charts(v)),
         "</div>",
+        "<h3>Recorded on this machine, not yet sent: every counter, per day</h3>",
+        "<p>A day is <em>open</em> while it lasts (UTC): its counts grow and nothing of it is sent;"
+        " once over it is <em>complete</em>, closed into a report at the next send; a <em>closed</em>"
+        " day waits in reports.</p>",
+        table(
+            ["day", "state", "counter", "count"],
+            [
+                [str(d["day"]), day_note(d), name, int(n)]
+                for d in st["pending"]["days"]
+                for name, n in (d.get("names") or {}).items()
+            ],
+            "pending-names",
+        ),
         "<h3>Exactly what the next send would POST</h3>",
     ]
     if not v.bodies:

@@ -21,6 +21,29 @@ class UsageError(Exception):
     pass
 
 
+class _Escaped:
+    """A text stream that writes through ``_format.printable``: whatever a command prints (values
+    read from disk, config files or the environment included) cannot drive the terminal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from ._format import printable
+
+        return self._stream.write(printable(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _escaped(stream: IO[str]) -> IO[str]:
+    return stream if isinstance(stream, _Escaped) else _Escaped(stream)  # type: ignore[return-value]
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -144,8 +167,8 @@ def main(
 
     With ``app`` (a host tool's own ``telemetry`` command) every command applies to that app.
     """
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    out = _escaped(stdout or sys.stdout)
+    err = _escaped(stderr or sys.stderr)
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in ("serve", "report") and app is None:
         return _server_command(args_list[0], args_list[1:], err)
@@ -182,6 +205,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], out: IO[str]) -> ar
 def _run_parsed(args: argparse.Namespace, prog: str, out: IO[str], err: IO[str]) -> int:
     from ._telemetry import _setup_debug
 
+    out, err = _escaped(out), _escaped(err)
     try:
         _setup_debug()
         return int(_dispatch(args, out, err))
@@ -223,15 +247,17 @@ def _one_store(app: str | None) -> AppStore:
 
 def _stores(app: str | None) -> list[AppStore]:
     from . import _paths
-    from ._names import is_name
+    from ._names import APP_RULE, is_app_name
     from ._store import AppStore, app_stores
 
     root = _paths.data_root()
     if app is not None:
-        if not is_name(app):
-            raise UsageError(f"invalid app name {app!r}")
+        if not is_app_name(app):
+            raise UsageError(f"invalid app name {app!r}: {APP_RULE}")
         return [AppStore(root / app)]
-    return list(app_stores(root))
+    # Only app directories: anything else under the data root (a planted "\x1b]0;..." or "con",
+    # a directory of an older rule) is not listed, switched off or sent from.
+    return [s for s in app_stores(root) if is_app_name(s.app)]
 
 
 def cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -353,6 +379,7 @@ def show_bodies(
 
     from ._control import forget_body, forget_requests, opted_out_by_env
     from ._days import today_iso
+    from ._endpoint import endpoint_problem, shown
     from ._sender import Pipeline, decide, meta_for
 
     bodies: list[tuple[str, str | None, bytes]] = []
@@ -365,10 +392,11 @@ def show_bodies(
         notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
         return bodies, notes
     for r in forget_requests(store):
-        bodies.append(("deletion request for an old machine id", str(r["endpoint"]), forget_body(store, r)))
+        bodies.append(("deletion request for an old machine id", shown(r["endpoint"]), forget_body(store, r)))
     decision = decide(store, env)
     endpoint = store.config().get("endpoint")
-    url = endpoint if isinstance(endpoint, str) and endpoint else None
+    url = shown(endpoint)  # a refused endpoint (config.json edited by hand) is never echoed
+    refused = endpoint_problem(endpoint) if endpoint not in (None, "") else None
     if decision.mode == "off":
         notes.append(f"mode is off ({decision.source}): no report is kept or sent")
         return bodies, notes
@@ -394,6 +422,8 @@ def show_bodies(
                 )
     if decision.mode == "local":
         notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
+    elif refused is not None:
+        notes.append(f"the endpoint in config.json is refused ({refused}): nothing is sent")
     elif url is None:
         notes.append("no endpoint is configured: nothing is sent")
     elif decision.source == "default" and not store.notice_file.exists():

@@ -94,8 +94,15 @@ def test_a_server_that_never_answers_cannot_hold_the_call(home: Path, receiver: 
     t0 = time.monotonic()
     res = _sender.run(store, timeout=1.0, force=True)
     assert time.monotonic() - t0 < 2.0
-    assert res.sent is not None and res.sent.kept == 2
-    assert pending(store) == 2
+    if behaviour == "hang":
+        assert res.sent is not None and res.sent.kept == 2
+        assert pending(store) == 2
+    else:
+        # The status line (200) arrived and only the body trickles: the receiver answered, so the
+        # reports are acknowledged (as when it hangs up after its headers, test_faults.py); the
+        # trickle is cut at the deadline instead of being read, and never resent forever.
+        assert res.sent is not None and res.sent.sent == 2 and res.sent.kept == 0
+        assert pending(store) == 0
 
 
 def test_refused_connection_keeps_reports(home: Path) -> None:

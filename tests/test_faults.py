@@ -205,7 +205,7 @@ def _outcome(home: Path, endpoint: str, timeout: float = 3.0) -> tuple[_sender.R
 
 
 def test_dns_failure_keeps_reports(home: Path) -> None:
-    res, took, _ = _outcome(home, "http://no-such-host.invalid/v1/rollups")
+    res, took, _ = _outcome(home, "https://no-such-host.invalid/v1/rollups")
     assert res.sent is not None and res.sent.kept == 1 and took < 4
 
 

@@ -44,13 +44,25 @@ def test_stored_off_deletes_nothing_it_should_keep_and_writes_nothing(home: Path
     assert receiver.connections == 0
 
 
-@pytest.mark.parametrize("dnt,app", [("", ""), ("0", "maybe"), ("false", "2"), ("FALSE", "enable")])
+@pytest.mark.parametrize("dnt,app", [("", ""), ("0", "local"), ("false", ""), ("FALSE", "LOCAL")])
 def test_values_that_are_not_an_opt_out_do_not_switch_off(home: Path, dnt: str, app: str) -> None:
     run_py(
         'import telemetry_rollup as tr; tr.configure("acme", default="local"); tr.count("x")',
         env={"DO_NOT_TRACK": dnt, "ACME_TELEMETRY": app},
     )
     assert (home / "acme" / "buffer.jsonl").exists()
+
+
+@pytest.mark.parametrize("value", ["disabled", "disable", "none", "never", "n", "0ff", "maybe", "enable"])
+def test_an_unrecognised_consent_value_fails_closed(home: Path, value: str) -> None:
+    """``ACME_TELEMETRY=disabled`` is a clear attempt to opt out: nothing is written, nothing runs."""
+    proc = run_py(
+        'import threading, telemetry_rollup as tr; tr.configure("acme", default="on"); tr.count("x"); tr.flush();'
+        " print(tr._default.mode, threading.active_count())",
+        env={"ACME_TELEMETRY": value},
+    )
+    assert proc.stdout.split() == ["off", "1"]
+    assert not home.exists()
 
 
 def test_a_running_process_notices_a_stored_off(home: Path) -> None:

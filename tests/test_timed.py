@@ -153,3 +153,24 @@ def test_run_facts_are_counted_once_per_process(home: Path) -> None:
 def test_module_level_timed_is_the_default_instance() -> None:
     t = telemetry_rollup.timed("x")
     assert isinstance(t, Timer)
+
+
+@pytest.mark.parametrize("outcome", ["success", "OK", "Ok", "failed", "", 1, 0, True, None.__class__, ["ok"]])
+def test_an_outcome_that_is_not_ok_or_error_counts_invalid_and_nothing_else(outcome: object) -> None:
+    """A typo (``outcome="success"``) used to count ``op:error``: an outcome is "ok" or "error", and
+    anything else is the caller's mistake, recorded as ``_invalid`` with no other counter touched."""
+    c = Counters()
+    c.count("op")  # already seen today: the fast path must not catch a bad outcome either
+    c.take()
+    c.count("op", outcome=outcome, error_code="x")  # type: ignore[arg-type]
+    c.count("op", 3, outcome=outcome)  # type: ignore[arg-type]
+    c.record("op", outcome, None, 0.5)  # type: ignore[arg-type]
+    assert totals(c) == {"_invalid": 3}
+
+
+def test_the_public_count_rejects_a_bad_outcome_too() -> None:
+    t = telemetry_rollup.Telemetry()
+    t._counters.off = False  # counting without a configured app: in memory only
+    t.count("op", outcome="success")
+    t.count("op", outcome="error", error_code="E")
+    assert totals(t._counters) == {"_invalid": 1, "op": 1, "op:error": 1, "op:error:E": 1}
