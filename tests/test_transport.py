@@ -84,8 +84,13 @@ def test_a_hostile_endpoint_neither_grows_the_host_nor_piles_up_threads(home: Pa
             # no status line: kept for later
             assert calls[0][:2] == ["send", 0] and all(c[:2] == ["retry", None] for c in calls[1:]), calls
         else:
-            # the status line arrived: 200 acknowledges, whatever the body does afterwards
-            assert calls[0][:2] == ["send", 1] and all(c[:2] == ["sent", 200] for c in calls[1:]), calls
+            # the status line arrived: 200 acknowledges, whatever the body does afterwards. On a loaded
+            # machine a call's 0.5 s can run out before the status line comes (the first, cold one did:
+            # hunt seed 451420480); the report is then kept for later, which is also right
+            firsts = [c[:2] for c in calls]
+            assert firsts[0] in (["send", 1], ["send", 0]), calls
+            assert all(c in (["sent", 200], ["retry", None]) for c in firsts[1:]), calls
+            assert ["sent", 200] in firsts[1:], calls  # the acknowledgement path was taken
         assert isinstance(figures["peak_growth_mb"], int) and figures["peak_growth_mb"] < 40, figures
         # the main thread, and at most one request thread that has not noticed its hang-up yet
         assert isinstance(figures["threads"], int) and figures["threads"] <= 2, figures
