@@ -12,6 +12,8 @@ backend and at most ``--seconds`` each; the server is stopped afterwards.
 
 Every request carries one new report of 10 counters (so every request writes), except
 with ``--duplicates``, which resends one fixed body (the dedup path: a read and no write).
+Bodies are wire format 2 (the machine's key as proof, as the library sends) unless
+``--wire 1`` (older clients: a random machine id, no proof).
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _body(app: str, machine: str, report_id: str) -> dict[str, Any]:
+def _body(app: str, machine: str, report_id: str, key: str | None) -> dict[str, Any]:
     day = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
-    return {
+    body: dict[str, Any] = {
         "schema": 1,
         "app": app,
         "app_version": "1.4.0",
@@ -54,19 +56,29 @@ def _body(app: str, machine: str, report_id: str) -> dict[str, Any]:
         "ci": False,
         "reports": [{"id": report_id, "day": day, "counts": {f"cmd.{i}": i for i in range(10)}}],
     }
+    if key is not None:
+        body.update(schema=2, machine_key=key)
+    return body
 
 
-def _client(args: tuple[str, int, float, bool, str]) -> tuple[list[float], int]:
-    url, count, deadline, duplicates, app = args
+def _client(args: tuple[str, int, float, bool, str, int]) -> tuple[list[float], int]:
+    url, count, deadline, duplicates, app, wire = args
     session = requests.Session()
-    machine = str(uuid.uuid4())
-    fixed = json.dumps(_body(app, machine, str(uuid.uuid4())))
+    key: str | None = None
+    if wire == 2:
+        from telemetry_rollup._identity import derive_id
+
+        key = os.urandom(32).hex()
+        machine = derive_id(key)
+    else:
+        machine = str(uuid.uuid4())
+    fixed = json.dumps(_body(app, machine, str(uuid.uuid4()), key))
     latencies: list[float] = []
     errors = 0
     for _ in range(count):
         if time.time() >= deadline:
             break
-        data = fixed if duplicates else json.dumps(_body(app, machine, str(uuid.uuid4())))
+        data = fixed if duplicates else json.dumps(_body(app, machine, str(uuid.uuid4()), key))
         start = time.perf_counter()
         try:
             resp = session.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=10)
@@ -77,6 +89,23 @@ def _client(args: tuple[str, int, float, bool, str]) -> tuple[list[float], int]:
         errors += not ok
     session.close()
     return latencies, errors
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (Linux /proc), in seconds: a figure
+    that other load on the machine does not inflate, unlike wall-clock throughput."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def _percentile(sorted_values: list[float], p: float) -> float:
@@ -110,11 +139,15 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
         per_client = max(1, opts.requests // opts.clients)
         stop_at = time.time() + opts.seconds
         app = f"bench-{uuid.uuid4().hex[:8]}"
-        jobs = [(base + "/v1/rollups", per_client, stop_at, opts.duplicates, app) for _ in range(opts.clients)]
+        jobs = [
+            (base + "/v1/rollups", per_client, stop_at, opts.duplicates, app, opts.wire) for _ in range(opts.clients)
+        ]
+        cpu_before = _cpu_seconds(server.pid)
         started = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(opts.clients) as pool:
             results = pool.map(_client, jobs)
         elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds(server.pid) - cpu_before
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -127,9 +160,10 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
     errors = sum(e for _, e in results)
     p50, p99 = (_percentile(latencies, p) * 1000 for p in (50, 99))
     print(
-        f"{name:<10} workers={opts.workers} clients={opts.clients} "
+        f"{name:<10} wire={opts.wire} workers={opts.workers} clients={opts.clients} "
         f"requests={len(latencies)} errors={errors} time={elapsed:.1f}s "
         f"rate={len(latencies) / elapsed:.0f} req/s p50={p50:.1f} ms p99={p99:.1f} ms"
+        f" server_cpu={cpu / max(1, len(latencies)) * 1000:.2f} ms/req"
     )
 
 
@@ -142,6 +176,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="per backend (upper bound)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--duplicates", action="store_true", help="resend one body")
+    parser.add_argument("--wire", type=int, choices=(1, 2), default=2, help="wire format of the bodies (default 2)")
     opts = parser.parse_args()
     if not (1 <= opts.clients <= 64 and 1 <= opts.requests <= 100_000 and opts.seconds <= 300):
         parser.error("keep the load bounded: clients 1..64, requests <= 100000, seconds <= 300")

@@ -16,7 +16,10 @@ from . import _days
 from ._names import CLAMPED, MAX_COUNT, is_wire_name
 
 LINE_VERSION = 1
-WIRE_SCHEMA = 1
+#: Wire format 2: format 1 plus ``machine_key``, the proof that the request comes from the
+#: machine whose id it names (see _identity.py). Format 1 is only ever sent for a deletion
+#: request of an id made by an older version (which has no key).
+WIRE_SCHEMA = 2
 
 #: (ISO day, name) -> count
 Rollup = dict[tuple[str, str], int]
@@ -149,7 +152,7 @@ def decode_report(data: bytes) -> dict[str, Any] | None:
 
 
 def encode_payload(meta: dict[str, Any], reports: list[dict[str, Any]]) -> bytes:
-    """The request body of wire format v1 (TELEMETRY.md documents every field)."""
+    """The request body of wire format 2 (TELEMETRY.md documents every field)."""
     import orjson
 
     body = {
@@ -158,6 +161,7 @@ def encode_payload(meta: dict[str, Any], reports: list[dict[str, Any]]) -> bytes
         "app_version": meta["app_version"],
         "lib_version": meta["lib_version"],
         "machine_id": meta["machine_id"],
+        "machine_key": meta["machine_key"],
         "os": meta["os"],
         "arch": meta["arch"],
         "python": meta["python"],
@@ -167,7 +171,12 @@ def encode_payload(meta: dict[str, Any], reports: list[dict[str, Any]]) -> bytes
     return orjson.dumps(body)
 
 
-def encode_forget(app: str, machine_id: str) -> bytes:
+def encode_forget(app: str, machine_id: str, machine_key: str | None = None) -> bytes:
+    """A deletion request: format 2 with the key; format 1 for an id of an older version."""
     import orjson
 
-    return orjson.dumps({"schema": WIRE_SCHEMA, "app": app, "machine_id": machine_id, "forget": True})
+    if machine_key is None:
+        return orjson.dumps({"schema": 1, "app": app, "machine_id": machine_id, "forget": True})
+    return orjson.dumps(
+        {"schema": WIRE_SCHEMA, "app": app, "machine_id": machine_id, "machine_key": machine_key, "forget": True}
+    )

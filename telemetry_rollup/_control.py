@@ -6,8 +6,10 @@ Nothing here prints; :mod:`telemetry_rollup.cli` turns the results into text.
 (appenders re-check it under the buffer lock, senders under the sender lock), then takes both
 locks and deletes everything in the app directory but ``mode.json`` (and a pending deletion
 request). A deletion request (Mozilla Glean's deletion-request ping) is the only request ever
-made while off: one POST of exactly ``{"schema": 1, "app": ..., "machine_id": ..., "forget": true}``,
-kept in ``forget.json`` and retried by later ``flush`` runs until a 2xx answer or 30 days.
+made while off: one POST of exactly ``{"schema": 2, "app": ..., "machine_id": ...,
+"machine_key": ..., "forget": true}`` (the key proves the request comes from the machine; an
+id made by a version before the key gets the format-1 request, without one), kept in
+``forget.json`` and retried by later ``flush`` runs until a 2xx answer or 30 days.
 An environment opt-out (``DO_NOT_TRACK``, ``<PREFIX>_TELEMETRY=0``) sends nothing at all,
 a pending deletion request included.
 """
@@ -103,20 +105,36 @@ def set_mode(
     try:
         with store.lock_sender(sender_wait):
             with store.lock_buffer(BUFFER_LOCK_WAIT, fast=False):
-                old_id = store.machine_id(create=False)
+                old_ids = _ids_to_forget(store)
                 deleted = store.delete_data(keep=("mode.json", "forget.json"))
             forget = ""
-            if not keep_remote and old_id is not None and endpoint is not None:
-                _add_forget(store, old_id, endpoint, prefix, now())
+            if not keep_remote and old_ids and endpoint is not None:
+                for old_id, key in old_ids:
+                    _add_forget(store, old_id, endpoint, prefix, now(), key)
                 forget = "pending"
                 res = _retry_forget_locked(store, env, timeout=timeout, force=True, now=now)
                 forget = _forget_summary(res)
-            elif keep_remote and old_id is not None:
+            elif keep_remote and old_ids:
                 forget = "skipped (--keep-remote)"
             _unlink_quiet(store.sender_lock)  # held: off leaves no lock file behind
     except LockTimeout:
         return SwitchResult(store.app, "off", previous, effective(store, env), [], "", busy=True)
     return SwitchResult(store.app, "off", previous, effective(store, env), deleted, forget)
+
+
+def _ids_to_forget(store: AppStore) -> list[tuple[str, str | None]]:
+    """(machine id, its key or None) for every id this app sent under: the key's, and a
+    random id of an older version that the key replaced."""
+    from . import _identity
+
+    ident = _identity.load(store.dir, create=False)
+    if ident is None:
+        legacy = _identity.current_id(store.dir)  # an older version's id, no key made yet
+        return [(legacy, None)] if legacy else []
+    out: list[tuple[str, str | None]] = [(ident.machine_id, ident.key)]
+    if ident.legacy_id:
+        out.append((ident.legacy_id, None))
+    return out
 
 
 def _forget_summary(res: ForgetResult) -> str:
@@ -150,8 +168,11 @@ def forget_requests(store: AppStore) -> list[dict[str, Any]]:
 
 
 def forget_body(store: AppStore, request: Mapping[str, Any]) -> bytes:
-    """Exactly the bytes POSTed for a deletion request."""
-    return encode_forget(store.app, str(request["machine_id"]))
+    """Exactly the bytes POSTed for a deletion request (with the key when there is one)."""
+    from ._identity import is_key
+
+    key = request.get("machine_key")
+    return encode_forget(store.app, str(request["machine_id"]), key if is_key(key) else None)
 
 
 def _write_forget(store: AppStore, requests: list[dict[str, Any]]) -> None:
@@ -161,11 +182,14 @@ def _write_forget(store: AppStore, requests: list[dict[str, Any]]) -> None:
         _unlink_quiet(store.forget_file)
 
 
-def _add_forget(store: AppStore, machine_id: str, endpoint: str, prefix: str, now: float) -> None:
+def _add_forget(
+    store: AppStore, machine_id: str, endpoint: str, prefix: str, now: float, key: str | None = None
+) -> None:
     requests = [r for r in forget_requests(store) if r["machine_id"] != machine_id]
     requests.append(
         {
             "machine_id": machine_id,
+            "machine_key": key,  # forget.json is 0600, like the key file it outlives
             "endpoint": endpoint,
             "env_prefix": prefix,
             "created_at": now,
@@ -247,13 +271,9 @@ def _retry_forget_locked(
 
 # -- a new machine id -------------------------------------------------------------------------
 def reset_id(store: AppStore, *, timeout: float = SENDER_LOCK_WAIT) -> str:
-    """Replace the machine id. Reports carry no id on disk (they are stamped at send time), so
-    every pending report goes out under the new one and nothing else changes."""
-    import uuid
+    """Replace the machine's key, so its id. Reports carry no id on disk (they are stamped at
+    send time), so every pending report goes out under the new one and nothing else changes."""
+    from . import _identity
 
     with store.lock_sender(timeout):
-        mid = str(uuid.uuid4())
-        from . import _fs
-
-        _fs.atomic_write(store.machine_id_file, mid.encode() + b"\n")
-        return mid
+        return _identity.reset(store.dir).machine_id

@@ -258,6 +258,15 @@ class Pipeline:
             outcome = _transport.post(endpoint, body, timeout=remaining, headers=headers)
             if keep_on_401 and outcome.status == 401:
                 outcome = outcome._replace(kind="retry", detail=outcome.detail + " (credentials refused: kept)")
+            elif machine_refused(outcome):
+                # Never "delete 30 days of reports": a new identity, and the reports go out under it.
+                from . import _identity
+
+                _identity.reset(self.store.dir)
+                detail = outcome.detail + " (machine id refused: a new one made)"
+                outcome = outcome._replace(kind="retry", detail=detail)
+            elif server_too_old(outcome):
+                outcome = outcome._replace(kind="retry", detail=outcome.detail + " (server too old for format 2: kept)")
             if on_body is not None:
                 on_body(body, outcome)
             if outcome.kind == "retry":
@@ -373,17 +382,37 @@ def run_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+#: Shown by ``show`` before the first send has made the machine's key and id.
+NO_ID = "00000000-0000-4000-8000-000000000000"
+
+
 def meta_for(
     store: AppStore, config: Mapping[str, Any], environ: Mapping[str, str], *, create_id: bool
 ) -> dict[str, Any]:
-    mid = store.machine_id(create=create_id)
+    """The envelope of a request; ``create_id`` makes the machine's key (under the sender lock)."""
+    from . import _identity
+
+    ident = _identity.load(store.dir, create=create_id)
     meta = run_environment(environ)
     meta.update(
         app=store.app,
         app_version=config.get("app_version") if isinstance(config.get("app_version"), str) else None,
-        machine_id=mid or "00000000-0000-4000-8000-000000000000",
+        machine_id=ident.machine_id if ident else NO_ID,
+        machine_key=ident.key if ident else "0" * 64,
     )
     return meta
+
+
+def machine_refused(outcome: _transport.Outcome) -> bool:
+    """The server refused this machine's identity (a 403 naming ``machine_id``, which the
+    reference server answers to a machine that asked to be forgotten), not its reports."""
+    return outcome.status == 403 and outcome.body is not None and outcome.body.get("field") == "machine_id"
+
+
+def server_too_old(outcome: _transport.Outcome) -> bool:
+    """A server that knows only wire format 1 refuses format 2 with a 400 naming ``schema``:
+    the reports are fine, the server is not there yet."""
+    return outcome.status == 400 and outcome.body is not None and outcome.body.get("field") == "schema"
 
 
 class RunResult(NamedTuple):

@@ -14,7 +14,7 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
       "default": "on",
       "endpoint": "https://..." | null,        # null too when config.json holds a refused one
       "endpoint_refused": "plain http is ..." | null,  # why config.json's endpoint is refused
-      "machine_id": "uuid" | null,             # made at the first send, deleted by off
+      "machine_id": "uuid" | null,             # derived from the machine's key (never shown)
       "data_dir": "/home/u/.local/state/telemetry-rollup/acme",
       "notice_shown": true,
       "buffer": {"bytes": 1234, "cap": 262144, "spill_files": 0},
@@ -208,7 +208,7 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "default": config.get("default") if config.get("default") in MODES else "on",
         "endpoint": endpoint,
         "endpoint_refused": refused,
-        "machine_id": store.machine_id(create=False),
+        "machine_id": _machine_id(store),
         "data_dir": str(store.dir),
         "notice_shown": store.notice_file.exists(),
         "buffer": {"bytes": _fs.file_size(store.buffer), "cap": BUFFER_CAP, "spill_files": len(store.spill_files())},
@@ -221,6 +221,13 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
             {k: shown(r.get(k)) if k == "endpoint" else r.get(k) for k in _FORGET_KEYS} for r in forget_requests(store)
         ],
     }
+
+
+def _machine_id(store: AppStore) -> str | None:
+    """The id people see; the key it is derived from is never part of the status."""
+    from ._identity import current_id
+
+    return current_id(store.dir)
 
 
 def status_all(stores: list[AppStore], root: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

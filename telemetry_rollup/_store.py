@@ -4,7 +4,9 @@ Layout (all below ``<root>/<app>/``)::
 
     config.json        endpoint, app version, allowlist, env prefix, default (written by configure)
     mode.json          the user's stored choice {"mode": "on"|"local"|"off", "at": ...}
-    machine_id         random UUID4, made at the first send, deleted by off
+    machine_key        the machine's secret key (JSON), made at the first send, deleted by off;
+                       the machine id is its hash (_identity.py)
+    machine_id         the random UUID4 of a version before the key (read once, then removed)
     notice             exists once the notice has been shown
     state.json         last send attempt, back-off, history, totals (the sender's, under sender.lock)
     buffer.jsonl       appended lines, capped at 256 KiB (lock: buffer.jsonl.lock)

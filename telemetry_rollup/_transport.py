@@ -85,8 +85,10 @@ def post(url: str, body: bytes, *, timeout: float, headers: dict[str, str] | Non
         log.debug("no request made, endpoint refused: %s", problem)  # never the URL: it may hold a secret
         return Outcome("retry", None, None, f"endpoint refused: {problem}")
     out = _post_bounded(url, body, timeout=timeout, headers=headers)
-    if log.enabled():  # TELEMETRY_ROLLUP_DEBUG=1: every body and its answer
-        log.debug("POST %s %s", url, body.decode("utf-8", "replace"))
+    if log.enabled():  # TELEMETRY_ROLLUP_DEBUG=1: every body (its machine key redacted) and its answer
+        from ._identity import redact
+
+        log.debug("POST %s %s", url, redact(body).decode("utf-8", "replace"))
         log.debug("-> %s (%s)", out.detail, out.kind)
     return out
 

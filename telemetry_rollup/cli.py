@@ -88,7 +88,11 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
 
     sh = sub.add_parser("show", help="print exactly the request bodies the next send would POST, without sending")
     app_option(sh, "only this app (default: every app on this machine)")
-    sh.add_argument("--raw", action="store_true", help="the bodies byte for byte, one per line, nothing else")
+    sh.add_argument(
+        "--raw",
+        action="store_true",
+        help="the bodies as sent, one per line, nothing else, but the machine_key proof redacted",
+    )
     sh.add_argument("--include-today", action="store_true", help="as flush --include-today would (closes today)")
 
     v = sub.add_parser("view", help="write a local HTML page of what is recorded and would be sent, and open it")
@@ -331,7 +335,7 @@ def cmd_mode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 out.write(f"{res.app}: nothing to delete.\n")
             if res.forget:
                 out.write(f"{res.app}: deletion request for the old machine id: {res.forget}\n")
-        elif mode == "on" and store.machine_id(create=False) is None:
+        elif mode == "on" and _shown_id(store) is None:
             out.write(f"{res.app}: a new random machine id will be made at the next send.\n")
         out.write(_override_note(store, res.effective, mode))
     return code
@@ -341,6 +345,7 @@ _WHAT = {
     "buffer.jsonl": "counts not yet rolled up",
     "spill": "counts written aside",
     "outbox": "reports waiting to be sent",
+    "machine_key": "the machine's secret key, and so its id",
     "machine_id": "the random machine id",
     "state.json": "delivery history",
     "config.json": "the app's settings",
@@ -357,10 +362,21 @@ def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if store.stored_mode() == "off" or effective(store, os.environ).mode == "off":
         err.write(f"{store.app}: telemetry is off: no machine id is kept\n")
         return 1
-    old = store.machine_id(create=False)
+    old = _shown_id(store)
     new = reset_id(store)
     out.write(f"{store.app}: machine id {old or '(none)'} -> {new}; pending reports will be sent under it.\n")
     return 0
+
+
+def _shown_id(store: AppStore) -> str | None:
+    """The machine id as people see it (never the key it is derived from)."""
+    from ._identity import current_id
+
+    return current_id(store.dir)
+
+
+#: show's note on what it does not print as sent.
+REDACTED_NOTE = "machine_key (the proof that a request comes from this machine) is sent but never shown"
 
 
 def cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -374,7 +390,8 @@ def show_bodies(
     store: AppStore, env: Any, include_today: bool = False
 ) -> tuple[list[tuple[str, str | None, bytes]], list[str]]:
     """What ``show`` prints for one app: the (what, url, body) requests the next send would
-    POST, and notes on why less or nothing is sent. Rolls up due counts, as a send would."""
+    POST, with the machine key redacted, and notes on why less or nothing is sent. Rolls up
+    due counts, as a send would."""
     import time
 
     from ._control import forget_body, forget_requests, opted_out_by_env
@@ -391,8 +408,10 @@ def show_bodies(
     if opt_out is not None:
         notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
         return bodies, notes
+    from ._identity import redact
+
     for r in forget_requests(store):
-        bodies.append(("deletion request for an old machine id", shown(r["endpoint"]), forget_body(store, r)))
+        bodies.append(("deletion request for an old machine id", shown(r["endpoint"]), redact(forget_body(store, r))))
     decision = decide(store, env)
     endpoint = store.config().get("endpoint")
     url = shown(endpoint)  # a refused endpoint (config.json edited by hand) is never echoed
@@ -415,8 +434,8 @@ def show_bodies(
             gen, _ = pipe.build(gen, today=today_iso(time.time()), include_today=include_today)
             meta = meta_for(store, store.config(), env, create_id=False)
             for _, body in pipe.request_bodies(gen, meta):
-                bodies.append(("reports", url, body))
-            if store.machine_id(create=False) is None and any(w == "reports" for w, _, _ in bodies):
+                bodies.append(("reports", url, redact(body)))
+            if _shown_id(store) is None and any(w == "reports" for w, _, _ in bodies):
                 notes.append(
                     "no machine id exists yet: the first send makes a random one in place of " + str(meta["machine_id"])
                 )
@@ -449,6 +468,8 @@ def _emit_show(
 ) -> None:
     from ._format import show_text
 
+    if bodies:
+        notes = [*notes, REDACTED_NOTE]
     if args.raw:
         for _, _, body in bodies:
             out.write(body.decode("utf-8") + "\n")

@@ -59,3 +59,13 @@ def lock_held_elsewhere(lock_path: object) -> Iterator[None]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def identity(app_dir: object) -> tuple[str, str]:
+    """(machine id, machine key) as the library stored them for an app (its key file)."""
+    import json
+
+    from telemetry_rollup._identity import derive_id
+
+    key = json.loads(open(os.path.join(str(app_dir), "machine_key")).read())["key"]
+    return derive_id(key), key

@@ -27,6 +27,7 @@ class Receiver:
         self.behaviour: str = "ok" if status == 200 else "status"  # ok | status | hang | store_then_hangup | trickle
         self.status = status
         self.headers: dict[str, str] = {}
+        self.answer: dict[str, Any] | None = None  # a JSON answer instead of the usual one
         self.lock = threading.Lock()
         self.release = threading.Event()
         recv = self
@@ -69,9 +70,8 @@ class Receiver:
                         for r in json.loads(body).get("reports", []):
                             recv.rejected.setdefault(r["id"], r)
                 forget = b'"forget"' in body
-                out = json.dumps(
-                    {"forgotten": True} if forget else {"stored": 1, "duplicates": 0, "refused": 0}
-                ).encode()
+                usual = {"forgotten": True} if forget else {"stored": 1, "duplicates": 0, "refused": 0}
+                out = json.dumps(recv.answer if recv.answer is not None else usual).encode()
                 self.send_response(status)
                 for k, v in recv.headers.items():
                     self.send_header(k, v)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import Receiver, clean_env, day, listing, main_inproc, plant, run_cli
+from helpers import identity
+
+from telemetry_rollup._identity import REDACTED
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,18 +124,17 @@ def test_env_override_is_announced(home: Path) -> None:
 def test_off_deletes_everything_and_asks_to_forget(home: Path, receiver: Receiver) -> None:
     two_apps(home, receiver.url)
     assert run_cli(home, "flush", "--app", "acme").returncode == 0
-    mid = (home / "acme" / "machine_id").read_text().strip()
+    mid, key = identity(home / "acme")
     plant(home, "acme", {(day(0), "build"): 3}, endpoint=receiver.url)  # more data, not yet sent
     res = run_cli(home, "off", "--app", "acme")
     assert res.returncode == 0, res.stderr
     assert listing(home / "acme") == {"mode.json"}
-    for name in ("buffer.jsonl", "outbox", "machine_id", "state.json", "config.json", "notice"):
+    for name in ("buffer.jsonl", "outbox", "machine_key", "state.json", "config.json", "notice"):
         assert name in res.stdout
     assert "deletion request for the old machine id: acknowledged" in res.stdout
-    assert (
-        receiver.bodies[-1]
-        == json.dumps({"schema": 1, "app": "acme", "machine_id": mid, "forget": True}, separators=(",", ":")).encode()
-    )
+    forget = {"schema": 2, "app": "acme", "machine_id": mid, "machine_key": key, "forget": True}
+    assert receiver.bodies[-1] == json.dumps(forget, separators=(",", ":")).encode()
+    assert key not in res.stdout + res.stderr
     n = len(receiver.bodies)
     # nothing is ever sent again while off; the other app is untouched
     assert run_cli(home, "flush").returncode == 0
@@ -241,9 +243,14 @@ def test_show_is_exactly_what_the_receiver_then_gets(home: Path, receiver: Recei
     assert receiver.bodies == []  # show sends nothing
     assert run_cli(home, "flush", "--app", "acme").returncode == 0
     assert receiver.bodies
-    assert raw.stdout.encode() == b"".join(b + b"\n" for b in receiver.bodies)
+    # The same bytes, but for the machine key: sent as the proof, shown redacted (same length).
+    _, key = identity(home / "acme")
+    sent = b"".join(b + b"\n" for b in receiver.bodies)
+    assert key.encode() in sent and key not in raw.stdout + raw.stderr + pretty.stdout
+    assert raw.stdout.encode() == sent.replace(key.encode(), REDACTED.encode())
+    assert "machine_key" in raw.stderr and "never shown" in raw.stderr
     blocks = [json.loads(part) for part in _json_blocks(pretty.stdout)]
-    assert blocks == receiver.json_bodies()
+    assert blocks == [{**b, "machine_key": REDACTED} for b in receiver.json_bodies()]
     got = {(r["day"], k): v for b in receiver.json_bodies() for r in b["reports"] for k, v in r["counts"].items()}
     assert got == counts
 
@@ -268,10 +275,10 @@ def test_show_in_process_creates_no_machine_id_and_says_so(home: Path, receiver:
     assert code == 0 and err == ""
     assert '"build": 5' in out and "no machine id exists yet" in out
     assert "nothing is sent before the notice has been shown once" in out
-    assert not (home / "acme" / "machine_id").exists()
+    assert not (home / "acme" / "machine_key").exists()
     code, out, err = main_inproc("show", "--app", "acme", "--raw")
     assert json.loads(out)["reports"][0]["counts"] == {"build": 5}  # only the body on stdout
-    assert "no machine id exists yet" in err
+    assert "no machine id exists yet" in err and "machine_key" in err
     assert receiver.bodies == []
 
 
@@ -297,16 +304,17 @@ def test_reset_id(home: Path, receiver: Receiver) -> None:
     plant(home, "acme", {(day(-1), "build"): 5}, endpoint=receiver.url)
     (home / "acme" / "notice").write_text("0")
     code, out, _ = main_inproc("reset-id", "--app", "acme")
-    first = (home / "acme" / "machine_id").read_text().strip()
-    assert code == 0 and first in out
+    first, first_key = identity(home / "acme")
+    assert code == 0 and first in out and first_key not in out
     res = run_cli(home, "reset-id", "--app", "acme")
-    second = (home / "acme" / "machine_id").read_text().strip()
+    second, second_key = identity(home / "acme")
     assert res.returncode == 0 and second != first and f"{first} -> {second}" in res.stdout
+    assert second_key not in res.stdout
     assert run_cli(home, "flush", "--app", "acme").returncode == 0
     assert receiver.json_bodies()[0]["machine_id"] == second
     assert main_inproc("off", "--app", "acme")[0] == 0
     code, _, err = main_inproc("reset-id", "--app", "acme")
-    assert code == 1 and "off" in err and not (home / "acme" / "machine_id").exists()
+    assert code == 1 and "off" in err and not (home / "acme" / "machine_key").exists()
 
 
 # -- errors ---------------------------------------------------------------------------------------

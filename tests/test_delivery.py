@@ -34,12 +34,13 @@ def test_2xx_delivers_completed_days_once_and_keeps_today(home: Path, receiver: 
         "ci",
         "lib_version",
         "machine_id",
+        "machine_key",
         "os",
         "python",
         "reports",
         "schema",
     ]
-    assert body["app"] == "acme" and body["app_version"] == "1.0" and body["schema"] == 1
+    assert body["app"] == "acme" and body["app_version"] == "1.0" and body["schema"] == 2
     assert pending(store) == 0
     # a second run sends nothing more; today's count is still waiting
     _sender.run(store, timeout=5, force=True)

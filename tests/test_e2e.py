@@ -30,6 +30,8 @@ import requests
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from helpers import identity
+
 from telemetry_rollup._demo import expected_totals
 from telemetry_rollup._names import env_prefix_for
 
@@ -369,15 +371,16 @@ def test_rate_limit_retry_after_is_honoured_by_automatic_flush_but_not_explicit(
     assert state["last_attempt"]["status"] == 429
 
     # The server's own Retry-After for this machine, right now.
-    machine_id = (home / app / "machine_id").read_text().strip()
+    machine_id, machine_key = identity(home / app)
     probe = requests.post(
         server.endpoint,
         json={
-            "schema": 1,
+            "schema": 2,
             "app": app,
             "app_version": "2.0.0",
             "lib_version": "0.1.0",
             "machine_id": machine_id,
+            "machine_key": machine_key,
             "os": "linux",
             "arch": "x86_64",
             "python": "3.11",

@@ -60,8 +60,8 @@ def payloads(receiver: Receiver) -> list[dict[str, Any]]:
 
 def assert_payload_facts(receiver: Receiver, app: str, version: str) -> None:
     for p in payloads(receiver):
-        assert p["schema"] == 1 and p["app"] == app and p["app_version"] == version
-        assert p["os"] and p["arch"] and uuid.UUID(p["machine_id"]).version == 4
+        assert p["schema"] == 2 and p["app"] == app and p["app_version"] == version
+        assert p["os"] and p["arch"] and uuid.UUID(p["machine_id"]).version == 8
 
 
 def test_codegraph_cli_and_stdio_server(home: Path, receiver: Receiver, tmp_path: Path) -> None:

@@ -137,7 +137,17 @@ HOSTILE = {
 @pytest.mark.parametrize("kind", list(HOSTILE))
 @pytest.mark.parametrize(
     "target",
-    ["buffer.jsonl", "state.json", "config.json", "mode.json", "machine_id", "outbox/CURRENT", "report", "input"],
+    [
+        "buffer.jsonl",
+        "state.json",
+        "config.json",
+        "mode.json",
+        "machine_key",
+        "machine_id",
+        "outbox/CURRENT",
+        "report",
+        "input",
+    ],
 )
 def test_hostile_files_never_break_the_host_or_the_sender(
     home: Path, receiver: Receiver, kind: str, target: str

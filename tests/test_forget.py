@@ -14,9 +14,11 @@ import requests
 from cli_helpers import Receiver, day, listing, main_inproc, plant, run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))
-from server_helpers import Server, free_port, new_id, rollup, start_server_process, totals
+from helpers import identity
+from server_helpers import Server, free_port, new_id, rollup2, start_server_process, totals
 
 from telemetry_rollup._control import FORGET_MAX_AGE, forget_requests, retry_forget
+from telemetry_rollup._identity import REDACTED
 from telemetry_rollup._store import AppStore
 
 
@@ -39,21 +41,21 @@ def sent_once(home: Path, url: str) -> str:
     (home / "acme" / "notice").write_text("0")
     res = run_cli(home, "flush", "--app", "acme")
     assert res.returncode == 0, res.stdout + res.stderr
-    return (home / "acme" / "machine_id").read_text().strip()
+    return identity(home / "acme")[1]
 
 
 def test_off_asks_the_reference_server_to_forget(home: Path, tmp_path: Path) -> None:
     server = Server(f"sqlite:///{tmp_path / 'rollups.db'}", tmp_path)
     try:
         url = server.url + "/v1/rollups"
-        mid = sent_once(home, url)
+        key = sent_once(home, url)
         assert totals(server, "acme") == {(day(-1), "build"): (30, 1), (day(-2), "lint"): (9, 1)}
         res = run_cli(home, "off", "--app", "acme")
         assert res.returncode == 0 and "acknowledged" in res.stdout
         assert listing(home / "acme") == {"mode.json"}
         assert totals(server, "acme") == {}
-        # a late report under the forgotten id is refused, as the server promises
-        late = server.post(rollup("acme", mid, [{"id": new_id(), "day": day(-1), "counts": {"build": 1}}]))
+        # a late report under the forgotten id (a process that still had the key) is refused
+        late = server.post(rollup2("acme", key, [{"id": new_id(), "day": day(-1), "counts": {"build": 1}}]))
         assert late.status_code == 403
     finally:
         server.stop()
@@ -62,13 +64,15 @@ def test_off_asks_the_reference_server_to_forget(home: Path, tmp_path: Path) -> 
 def test_a_failed_request_is_kept_and_retried_by_flush(home: Path, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/rollups"
-    with Receiver() as first:  # the first send works, then the receiver goes away
-        plant(home, "acme", {(day(-1), "build"): 30}, endpoint=first.url)
+    db = f"sqlite:///{tmp_path / 'rollups.db'}"
+    first = start_server_process(db, port=port)  # the first send works, then the server goes away
+    try:
+        plant(home, "acme", {(day(-1), "build"): 30}, endpoint=url)
         (home / "acme" / "notice").write_text("0")
         assert run_cli(home, "flush", "--app", "acme").returncode == 0
-    mid = (home / "acme" / "machine_id").read_text().strip()
-    config = (home / "acme" / "config.json").read_text().replace(first.url, url)
-    (home / "acme" / "config.json").write_text(config)
+    finally:
+        stop(first)
+    mid, key = identity(home / "acme")
     res = run_cli(home, "off", "--app", "acme", "--timeout", "2")
     assert res.returncode == 0 and "kept for a later flush" in res.stdout
     assert listing(home / "acme") == {"mode.json", "forget.json"}
@@ -76,10 +80,13 @@ def test_a_failed_request_is_kept_and_retried_by_flush(home: Path, tmp_path: Pat
     assert req["machine_id"] == mid and req["endpoint"] == url and req["attempts"] == 1
     code, out, _ = main_inproc("status", "--app", "acme")
     assert code == 0 and f"deletion request   for old id {mid}" in out
-    code, out, _ = main_inproc("show", "--app", "acme", "--raw")
-    assert out == '{"schema":1,"app":"acme","machine_id":"' + mid + '","forget":true}\n'
+    code, out, err = main_inproc("show", "--app", "acme", "--raw")
+    proof = f'"machine_key":"{REDACTED}"'
+    assert out == '{"schema":2,"app":"acme","machine_id":"' + mid + '",' + proof + ',"forget":true}\n'
+    assert key not in out + err and key in (home / "acme" / "forget.json").read_text()
+    assert oct((home / "acme" / "forget.json").stat().st_mode & 0o777) == "0o600"
 
-    server = start_server_process(f"sqlite:///{tmp_path / 'rollups.db'}", port=port)
+    server = start_server_process(db, port=port)
     try:
         # an environment opt-out sends nothing at all, the deletion request included
         res = run_cli(home, "flush", DO_NOT_TRACK="1")
@@ -94,7 +101,7 @@ def test_a_failed_request_is_kept_and_retried_by_flush(home: Path, tmp_path: Pat
         assert res.returncode == 0 and "1 acknowledged" in res.stdout
         assert listing(home / "acme") == {"mode.json"}  # the old id is gone with it
         late = requests.post(
-            url, json=rollup("acme", mid, [{"id": new_id(), "day": day(-1), "counts": {"build": 1}}]), timeout=10
+            url, json=rollup2("acme", key, [{"id": new_id(), "day": day(-1), "counts": {"build": 1}}]), timeout=10
         )
         assert late.status_code == 403
     finally:

@@ -29,7 +29,8 @@ def test_a_short_cli_exit_imports_none_of_the_heavy_modules(tmp_path: Path) -> N
         "import sys, atexit\n"
         # registered first, so it runs last (atexit is LIFO): after the library's exit hook
         "atexit.register(lambda: print(sorted(m for m in ('telemetry_rollup._sender', 'telemetry_rollup._transport',"
-        " 'logging', 'datetime', 'requests', 'filelock', 'orjson', 'platformdirs') if m in sys.modules)))\n"
+        " 'telemetry_rollup._identity', 'logging', 'datetime', 'requests', 'filelock', 'orjson', 'platformdirs')"
+        " if m in sys.modules)))\n"
         "import telemetry_rollup as tr\n"
         "tr.configure('acme', endpoint='http://127.0.0.1:9/x')\n"
         "tr.count('a')\n"

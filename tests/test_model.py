@@ -62,6 +62,7 @@ class Pipeline(RuleBasedStateMachine):
             "python": "3.11",
             "ci": False,
             "machine_id": "00000000-0000-4000-8000-000000000001",
+            "machine_key": "0" * 64,
         }
 
     def teardown(self) -> None:

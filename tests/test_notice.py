@@ -144,8 +144,11 @@ def test_the_library_writes_no_byte_to_stdout(tmp_path: Path, receiver: Receiver
     assert res.stdout == "only this\n"
     assert len(receiver.bodies) == 1
     if debug:
-        body = receiver.bodies[0].decode()
-        assert f"POST {receiver.url} {body}" in res.stderr
+        from telemetry_rollup._identity import redact
+
+        body = receiver.bodies[0]
+        assert f"POST {receiver.url} {redact(body).decode()}" in res.stderr  # the key redacted
+        assert json.loads(body)["machine_key"] not in res.stderr
         assert "-> HTTP 200 (sent)" in res.stderr
     else:
         assert res.stderr == ""  # silent without debug

@@ -236,6 +236,7 @@ def test_payload_has_exactly_the_documented_fields() -> None:
         "app_version": None,
         "lib_version": "0.1.0",
         "machine_id": "m",
+        "machine_key": "k",
         "os": "linux",
         "arch": "x86_64",
         "python": "3.11",
@@ -244,8 +245,10 @@ def test_payload_has_exactly_the_documented_fields() -> None:
     }
     body = json.loads(_codec.encode_payload(meta, [{"id": "i", "day": "2026-11-21", "counts": {"a": 1}, "x": 1}]))
     assert sorted(body) == sorted(
-        ["schema", "app", "app_version", "lib_version", "machine_id", "os", "arch", "python", "ci", "reports"]
+        ["schema", "app", "app_version", "lib_version", "machine_id", "machine_key", "os", "arch", "python", "ci"]
+        + ["reports"]
     )
+    assert body["schema"] == 2
     assert body["reports"] == [{"id": "i", "day": "2026-11-21", "counts": {"a": 1}}]
 
 

@@ -9,6 +9,9 @@ request schema is still published in ``/openapi.json`` (from the same pydantic m
 Privacy by construction: the client address is used only as a rate-limit key held in
 memory; no header, address or user agent reaches the store or the log (uvicorn's access
 log is off, see ``cli.py``), and error responses never echo a client-chosen counter name.
+
+A client that hangs up before its body is complete gets no answer and leaves no line in the
+log (one traceback per dropped connection would let anyone flood it).
 """
 
 from __future__ import annotations
@@ -26,22 +29,24 @@ from typing import Any, Callable, Union
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from telemetry_rollup._version import __version__
-from telemetry_rollup.server import ingest
+from telemetry_rollup.server import ingest, protocol
 from telemetry_rollup.server.config import Config, load_config
 from telemetry_rollup.server.models import (
     ForgetRequest,
+    ForgetRequestV2,
     InvalidBody,
     body_json_schema,
     check_days,
     parse_body,
 )
-from telemetry_rollup.server.ratelimit import FixedWindowLimiter
+from telemetry_rollup.server.ratelimit import FixedWindowLimiter, address_key
 from telemetry_rollup.server.store import MachineForgotten, SQLStore, StoreError, open_store
 
 log = logging.getLogger("telemetry_rollup.server")
@@ -54,7 +59,7 @@ INDEX_TEXT = """\
 This is a telemetry_rollup ingest endpoint.
 
 Programs that use the telemetry_rollup library send it anonymous per-day counts of how
-their features were used: POST /v1/rollups with a JSON body (wire format v1). No host
+their features were used: POST /v1/rollups with a JSON body (wire format 2 or 1). No host
 names, user names, paths, addresses or free text are accepted or stored, and the client
 address is never written to disk or to the log.
 
@@ -89,6 +94,10 @@ class Reject(Exception):
         self.retry_after = retry_after
 
 
+class Disconnected(Exception):
+    """The client hung up mid-body: there is no one to answer, and nothing to log."""
+
+
 def _error(status: int, message: str, field: str = "", retry_after: int = 0) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
@@ -97,8 +106,8 @@ def _error(status: int, message: str, field: str = "", retry_after: int = 0) -> 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
-        (400, "not wire format v1 (the field is named), or not JSON"),
-        (403, "the machine id asked to be forgotten less than 30 days ago"),
+        (400, "not wire format 2 or 1 (the field is named), or not JSON"),
+        (403, "this machine proved a deletion request less than 30 days ago (field machine_id)"),
         (411, "no Content-Length (for example a chunked body)"),
         (413, "body over 64 KiB"),
         (415, "content type is not application/json"),
@@ -132,7 +141,10 @@ async def read_json(request: Request) -> object:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
         raise Reject(415, "Content-Type must be application/json")
-    raw = await _read_capped(request, MAX_BODY)
+    try:
+        raw = await _read_capped(request, MAX_BODY)
+    except ClientDisconnect:
+        raise Disconnected from None
     if raw is None:
         raise Reject(413, f"body over {MAX_BODY} bytes")
     try:
@@ -154,8 +166,8 @@ class Endpoint:
 
     async def __call__(self, request: Request) -> dict[str, Any]:
         now = self.clock()
-        # The address is a key in memory for one window, and nothing else.
-        address = request.client.host if request.client else ""
+        # The address is a key in memory for one window, and nothing else (IPv6: its /64).
+        address = address_key(request.client.host if request.client else "")
         wait = self.per_address.hit(address, now)
         if wait is not None:
             raise Reject(429, "too many requests from this address", retry_after=wait)
@@ -167,10 +179,13 @@ class Endpoint:
         if wait is not None:
             raise Reject(429, "too many requests from this machine", retry_after=wait)
         today = datetime.fromtimestamp(now, timezone.utc).date()
-        if isinstance(body, ForgetRequest):
-            # An app outside the allowlist has nothing stored: honoured, nothing written.
+        if isinstance(body, (ForgetRequest, ForgetRequestV2)):
+            # An app outside the allowlist has nothing stored: answered, nothing written. The
+            # answer is the same whether something was deleted or not: it tells a forger nothing.
             if self.config.rule_for(body.app) is not None:
-                await run_in_threadpool(self.store.forget, body.app, body.machine_id, now, today.isoformat())
+                await run_in_threadpool(
+                    self.store.forget, body.app, body.machine_id, now, today.isoformat(), proven=body.proven
+                )
             return {"forgotten": True}
         try:
             check_days(body, today)
@@ -180,7 +195,8 @@ class Endpoint:
         try:
             result = await run_in_threadpool(self.store.ingest, batch, now)
         except MachineForgotten:
-            raise Reject(403, "this machine id asked to be forgotten", "machine_id") from None
+            # field machine_id: the library then makes a new identity and keeps its reports.
+            raise Reject(403, "this machine asked to be forgotten: use a new machine id", "machine_id") from None
         return {"stored": result.stored, "duplicates": result.duplicates, "refused": refused}
 
 
@@ -192,10 +208,23 @@ def create_app(
     close_store: bool = True,
 ) -> FastAPI:
     """The ingest app over ``store``; ``clock`` gives UTC epoch seconds (tests inject one)."""
+    store.names_per_app_day = config.limits.names_per_app_day
+    limits = config.limits
+    protocol.configure(
+        protocol.ConnectionLimits(
+            connections=limits.connections,
+            per_address=limits.connections_per_address,
+            request_seconds=limits.request_seconds,
+            trusted=config.trusted_proxies,
+        )
+    )
     endpoint = Endpoint(store, config, clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
+        protocol.quiet_accept_errors(asyncio.get_running_loop())
         yield
         if close_store:
             store.close()
@@ -267,6 +296,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = _error(exc.status_code, str(exc.detail))
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(Disconnected)
+    async def _disconnected(_: Request, exc: Disconnected) -> Response:
+        # uvicorn drops a response to a closed connection; an empty one costs nothing.
+        return Response(status_code=400)
 
     @app.exception_handler(StoreError)
     async def _store_error(_: Request, exc: StoreError) -> JSONResponse:

@@ -105,18 +105,31 @@ def serve_main(argv: list[str]) -> int:
     import uvicorn
 
     from telemetry_rollup.server.app import create_app
+    from telemetry_rollup.server.protocol import BACKLOG, MAX_HEAD_BYTES, raise_fd_limit
+
+    raise_fd_limit()  # before the workers start: they inherit it
 
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
-        # Privacy: no access log (it would write client addresses and paths), no proxy
-        # headers (X-Forwarded-For would be trusted from any local client), no Server header.
+        # Privacy: no access log (it would write client addresses and paths), no Server
+        # header; X-Forwarded-For only from the proxies the config names ([proxy] trusted),
+        # so a local client cannot pretend to be many.
         "access_log": False,
-        "proxy_headers": False,
+        "proxy_headers": bool(config.trusted_proxies),
+        "forwarded_allow_ips": list(config.trusted_proxies) or None,
         "server_header": False,
         "log_level": "warning",
-        # Import string, so each worker process can load it (see nodelay.py for why).
-        "http": "telemetry_rollup.server.nodelay:NoDelayH11Protocol",
+        # Import string, so each worker process can load it (see protocol.py for why): it
+        # adds TCP_NODELAY, connection caps and a deadline per request.
+        "http": "telemetry_rollup.server.protocol:NoDelayH11Protocol",
+        # The limits uvicorn offers: idle keep-alive connections closed after 5 s, a request
+        # head of at most 16 KiB, and a shutdown that waits at most 10 s for requests in
+        # flight (a slow client cannot keep SIGTERM from ending the process).
+        "timeout_keep_alive": 5,
+        "backlog": BACKLOG,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "timeout_graceful_shutdown": 10,
     }
     problem = _bind_problem(args.host, args.port)
     if problem:
@@ -197,7 +210,9 @@ def report_main(argv: list[str]) -> int:
     except (UsageError, ValueError) as exc:
         return _fail(prog, str(exc), 2)
     try:
-        store = open_store(url, create=False)
+        # Read-only: report never writes, migrates or creates anything (a read-only role or
+        # file system is enough), and refuses a schema it does not know.
+        store = open_store(url, readonly=True)
     except (StoreError, OSError) as exc:
         return _fail(prog, str(exc), 1)
     try:

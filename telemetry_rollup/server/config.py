@@ -7,6 +7,13 @@ name, every Python). Both spell the same structure::
     per_machine = 60        # requests per window per machine id
     per_address = 600       # requests per window per client address (held in memory only)
     window_seconds = 60
+    names_per_app_day = 1000  # distinct counter names stored per app and UTC day
+    connections = 1000      # open connections per process (never within 64 of the fd limit)
+    connections_per_address = 32  # per client address (IPv6: per /64); proxies exempt
+    request_seconds = 10    # a request must arrive complete within this, or it is closed
+
+    [proxy]                 # behind a reverse proxy: its addresses (or networks), trusted
+    trusted = ["127.0.0.1"] # for X-Forwarded-For, so limits apply per real client
 
     [apps.acme]             # once any [apps.*] is given, other apps are refused
     counters = ["build", "lint", "cmd.*", "_*"]   # exact names or fnmatch globs; omit = all
@@ -23,6 +30,7 @@ Unknown keys are errors: a typo must not silently open or close the allowlist.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import json
 import re
 import sys
@@ -32,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 #: The fixed list of reasons a refusal is stored under; never a name the client chose.
-REASONS = ("app_not_allowed", "app_version_too_old", "counter_not_allowed")
+REASONS = ("app_not_allowed", "app_version_too_old", "counter_not_allowed", "names_over_cap")
 
 
 class ConfigError(ValueError):
@@ -64,6 +72,12 @@ class Limits:
     per_machine: int = 60
     per_address: int = 600
     window_seconds: float = 60.0
+    #: Distinct counter names stored per app and UTC day; later names are folded (store.py).
+    names_per_app_day: int = 1000
+    #: Connection limits per process (protocol.py).
+    connections: int = 1000
+    connections_per_address: int = 32
+    request_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,8 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     apps: dict[str, AppRule] | None = None
     dashboard: DashboardAccess | None = None
+    #: Reverse proxies whose X-Forwarded-For is believed (addresses or networks).
+    trusted_proxies: tuple[str, ...] = ()
 
     def rule_for(self, app: str) -> AppRule | None:
         """The app's rule, or None when the app is not allowed at all."""
@@ -124,22 +140,25 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Build a :class:`Config` from decoded TOML/JSON, or raise :class:`ConfigError`."""
     _expect(data, dict, "config")
-    _check_keys(data, {"limits", "apps", "dashboard"}, "config")
+    _check_keys(data, {"limits", "apps", "dashboard", "proxy"}, "config")
     limits = Limits()
     if "limits" in data:
         raw = _expect(data["limits"], dict, "limits")
-        _check_keys(raw, {"per_machine", "per_address", "window_seconds"}, "limits")
+        integers = ("per_machine", "per_address", "names_per_app_day", "connections", "connections_per_address")
+        seconds_keys = ("window_seconds", "request_seconds")
+        _check_keys(raw, {*integers, *seconds_keys}, "limits")
         values: dict[str, Any] = {}
-        for key in ("per_machine", "per_address"):
+        for key in integers:
             if key in raw:
                 values[key] = _expect(raw[key], int, f"limits.{key}")
                 if values[key] < 1:
                     raise ConfigError(f"limits.{key}: must be at least 1")
-        if "window_seconds" in raw:
-            seconds = raw["window_seconds"]
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-                raise ConfigError("limits.window_seconds: expected a positive number")
-            values["window_seconds"] = float(seconds)
+        for key in seconds_keys:
+            if key in raw:
+                seconds = raw[key]
+                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+                    raise ConfigError(f"limits.{key}: expected a positive number")
+                values[key] = float(seconds)
         limits = Limits(**values)
     apps: dict[str, AppRule] | None = None
     if "apps" in data:
@@ -160,7 +179,24 @@ def parse_config(data: Mapping[str, Any]) -> Config:
                     raise ConfigError(f"{where}.min_version: not a version")
             apps[name] = AppRule(counters=counters, min_version=min_version)
     dashboard = _parse_dashboard(data["dashboard"]) if "dashboard" in data else None
-    return Config(limits=limits, apps=apps, dashboard=dashboard)
+    return Config(limits=limits, apps=apps, dashboard=dashboard, trusted_proxies=_parse_proxy(data.get("proxy")))
+
+
+def _parse_proxy(raw_section: object) -> tuple[str, ...]:
+    if raw_section is None:
+        return ()
+    raw = _expect(raw_section, dict, "proxy")
+    _check_keys(raw, {"trusted"}, "proxy")
+    items = _expect(raw.get("trusted", []), list, "proxy.trusted")
+    out = []
+    for item in items:
+        text = _expect(item, str, "proxy.trusted")
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(f"proxy.trusted: not an address or network: {text!r}") from None
+        out.append(text)
+    return tuple(out)
 
 
 def _parse_dashboard(raw_section: object) -> DashboardAccess:

@@ -6,17 +6,17 @@ No I/O and no clock: the app calls :func:`plan` and hands the result to the stor
 from __future__ import annotations
 
 from telemetry_rollup.server.config import Config
-from telemetry_rollup.server.models import RollupRequest
+from telemetry_rollup.server.models import AnyRollup
 from telemetry_rollup.server.store import OTHER_APP, Environment, Ingest, ReportRows
 
 
-def plan(body: RollupRequest, config: Config) -> tuple[Ingest, int]:
+def plan(body: AnyRollup, config: Config) -> tuple[Ingest, int]:
     """Split each report's counters into stored and refused; return (ingest, refused).
 
-    * App outside the allowlist: nothing of the request is stored but its report ids (under
-      :data:`OTHER_APP`, so a resend is not counted twice) and ``app_not_allowed`` counts.
-      The client's app name is never written.
-    * App version below the minimum (or unknown when a minimum is set): ids and
+    * App outside the allowlist: nothing of the request is stored but a one-way tag per
+      report (under :data:`OTHER_APP`, so a resend is not counted twice) and
+      ``app_not_allowed`` counts. The client's app name and machine id are never written.
+    * App version below the minimum (or unknown when a minimum is set): tags and
       ``app_version_too_old`` counts only, under the app; no machine id, no environment.
     * Otherwise counters outside the app's list are dropped and counted as
       ``counter_not_allowed``; the rest are stored with the machine id and environment.
@@ -30,7 +30,7 @@ def plan(body: RollupRequest, config: Config) -> tuple[Ingest, int]:
         reports = [ReportRows(id=r.id, day=r.day, counts={}, refused={reason: len(r.counts)}) for r in body.reports]
         app = OTHER_APP if rule is None else body.app
         refused = sum(len(r.counts) for r in body.reports)
-        return Ingest(app=app, machine_id=None, env=None, reports=reports), refused
+        return Ingest(app=app, machine_id=body.machine_id, env=None, reports=reports), refused
     refused = 0
     reports = []
     for report in body.reports:

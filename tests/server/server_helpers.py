@@ -59,10 +59,39 @@ def forget(app: str, machine_id: str) -> dict[str, Any]:
     return {"schema": 1, "app": app, "machine_id": machine_id, "forget": True}
 
 
+def new_key() -> str:
+    """A machine's secret key, as the library makes it."""
+    return os.urandom(32).hex()
+
+
+def rollup2(app: str, key: str | None = None, reports: Any = None, **fields: Any) -> dict[str, Any]:
+    """A wire-format-2 body: the machine id derived from ``key``, the key as proof."""
+    from telemetry_rollup._identity import derive_id
+
+    key = key or new_key()
+    body = rollup(app, derive_id(key), reports, **fields)
+    body["schema"] = 2
+    body["machine_key"] = key
+    return body
+
+
+def forget2(app: str, key: str) -> dict[str, Any]:
+    from telemetry_rollup._identity import derive_id
+
+    return {"schema": 2, "app": app, "machine_id": derive_id(key), "machine_key": key, "forget": True}
+
+
 class Server:
     """A real ``python -m telemetry_rollup.server`` process on 127.0.0.1."""
 
-    def __init__(self, db_url: str, workdir: Path, config: Any = None, workers: int = 1):
+    def __init__(
+        self,
+        db_url: str,
+        workdir: Path,
+        config: Any = None,
+        workers: int = 1,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
         self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -76,6 +105,15 @@ class Server:
             args += ["--config", str(config_path)]
         if workers > 1:
             args += ["--workers", str(workers)]
+
+        if nofile is not None:
+            # (soft, hard), as a host with a low `ulimit -n` starts it: set in a tiny launcher
+            # that then execs the server (preexec_fn is unsafe in a process with threads).
+            launcher = (
+                f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, {tuple(nofile)});"
+                " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+            )
+            args = [sys.executable, "-c", launcher, *args[1:]]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True)
         self._wait_healthy()

@@ -14,46 +14,59 @@ from server_helpers import Server, day, rollup
 
 from telemetry_rollup._html import Chart, chart_html
 from telemetry_rollup.server.config import ConfigError, DashboardAccess, parse_config
-from telemetry_rollup.server.dashboard import Query, QueryError, app_charts, narrow, parse_query, render
+from telemetry_rollup.server.dashboard import (
+    PAGE_NAMES,
+    TOP_VALUES,
+    AppData,
+    Page,
+    Query,
+    QueryError,
+    app_charts,
+    parse_query,
+    render,
+    shape_app,
+)
 from telemetry_rollup.server.dashboard_http import allowed
-from telemetry_rollup.server.report import Report, outcomes
 
 TODAY = date(2026, 11, 22)
-COUNTS = [
-    {"app": "acme", "day": "2026-11-20", "name": "build", "total": 100, "machines": 4},
-    {"app": "acme", "day": "2026-11-21", "name": "build", "total": 50, "machines": 2},
-    {"app": "acme", "day": "2026-11-21", "name": "lint", "total": 7, "machines": 1},
-    {"app": "acme", "day": "2026-11-21", "name": "build:ok", "total": 45, "machines": 2},
-    {"app": "acme", "day": "2026-11-21", "name": "build:error", "total": 5, "machines": 1},
-    {"app": "acme", "day": "2026-11-21", "name": "build:error:E42", "total": 5, "machines": 1},
-    {"app": "acme", "day": "2026-11-21", "name": "build:dur:lt1s", "total": 40, "machines": 2},
-    {"app": "acme", "day": "2026-11-21", "name": "build:dur:ge1m", "total": 10, "machines": 1},
-    {"app": "acme", "day": "2026-11-22", "name": "lint", "total": 3, "machines": 1},
-    {"app": "other", "day": "2026-11-21", "name": "run", "total": 9, "machines": 1},
+#: (app, day, name, total) as the store sums them
+ROWS = [
+    ("acme", "2026-11-20", "build", 100),
+    ("acme", "2026-11-21", "build", 50),
+    ("acme", "2026-11-21", "lint", 7),
+    ("acme", "2026-11-21", "build:ok", 45),
+    ("acme", "2026-11-21", "build:error", 5),
+    ("acme", "2026-11-21", "build:error:E42", 5),
+    ("acme", "2026-11-21", "build:dur:lt1s", 40),
+    ("acme", "2026-11-21", "build:dur:ge1m", 10),
+    ("acme", "2026-11-22", "lint", 3),
+    ("other", "2026-11-21", "run", 9),
 ]
-REPORT = Report(
-    since="2026-11-20",
-    until="2026-11-22",
-    app=None,
-    counts=COUNTS,
-    machines={
-        "app_version": [
-            {"app": "acme", "value": "1.4.0", "machines": 3},
-            {"app": "acme", "value": "1.5.0", "machines": 1},
-        ],
-        "os": [{"app": "acme", "value": "linux", "machines": 4}],
-        "python": [{"app": "other", "value": "3.12", "machines": 1}],
-    },
-    refusals=[
-        {"app": "acme", "day": "2026-11-21", "reason": "counter_not_allowed", "n": 2},
-        {"app": "acme", "day": "2026-11-22", "reason": "counter_not_allowed", "n": 1},
-        {"app": "acme", "day": "2026-11-22", "reason": "app_version_too_old", "n": 4},
-    ],
-    deletions=[],
-    outcomes=outcomes(COUNTS),
-)
-MACHINES = [("acme", "2026-11-20", 4), ("acme", "2026-11-21", 3), ("other", "2026-11-21", 1)]
+BY = {
+    "app_version": [("1.4.0", 3), ("1.5.0", 1)],
+    "os": [("linux", 4)],
+    "python": [],
+}
+REFUSALS = [("counter_not_allowed", 2), ("counter_not_allowed", 1), ("app_version_too_old", 4)]
+MACHINES = [("2026-11-20", 4), ("2026-11-21", 3)]
 Q = Query(None, "2026-11-20", "2026-11-22")
+
+
+def acme(query: Query = Q, page_no: int = 1, rows: list[tuple[str, str, str, int]] = ROWS) -> AppData:
+    mine = [r for r in rows if r[0] == "acme" and query.since <= r[1] <= query.until]
+    totals: dict[str, int] = {}
+    for _, _, name, total in mine:
+        totals[name] = totals.get(name, 0) + total
+    return shape_app(
+        "acme",
+        list(totals.items()),
+        query,
+        page_no,
+        daily=[(n, d, t) for _, d, n, t in mine],
+        machines=MACHINES,
+        by=BY,
+        refusals=REFUSALS,
+    )
 
 
 def by_id(charts: list[Chart]) -> dict[str, tuple[tuple[str, float], ...]]:
@@ -61,7 +74,7 @@ def by_id(charts: list[Chart]) -> dict[str, tuple[tuple[str, float], ...]]:
 
 
 def test_what_each_chart_is_fed() -> None:
-    charts = by_id(app_charts(REPORT, MACHINES, "acme", Q))
+    charts = by_id(app_charts(acme(), Q))
     assert charts["totals"] == (("build", 150), ("lint", 10))  # timed() counters are not plain counters
     assert charts["machines"] == (("2026-11-20", 4), ("2026-11-21", 3), ("2026-11-22", 0))
     assert charts["counts:build"] == (("2026-11-20", 100), ("2026-11-21", 50), ("2026-11-22", 0))
@@ -69,7 +82,7 @@ def test_what_each_chart_is_fed() -> None:
     assert "counts:build:ok" not in charts and "counts:build:dur:lt1s" not in charts
     assert charts["by:app_version"] == (("1.4.0", 3), ("1.5.0", 1))
     assert charts["by:os"] == (("linux", 4),)
-    assert charts["by:python"] == ()  # only "other" has a Python row
+    assert charts["by:python"] == ()
     assert charts["error_rate"] == (("build", 10.0),)  # 5 errors / (45 ok + 5 errors)
     assert charts["codes:build"] == (("E42", 5),)
     assert charts["durations:build"] == (
@@ -81,27 +94,39 @@ def test_what_each_chart_is_fed() -> None:
         ("ge1m", 10),
     )
     assert charts["refusals"] == (("app_version_too_old", 4), ("counter_not_allowed", 3))
-    assert by_id(app_charts(REPORT, MACHINES, "other", Q))["totals"] == (("run", 9),)
 
 
-def test_narrow_by_until_and_name() -> None:
-    q = Query(None, "2026-11-20", "2026-11-21", "build")
-    report, machines = narrow(REPORT, MACHINES, q)
-    assert {r["name"] for r in report.counts} == {
-        "build",
-        "build:ok",
-        "build:error",
-        "build:error:E42",
-        "build:dur:lt1s",
-        "build:dur:ge1m",
-    }
-    assert all(r["day"] <= "2026-11-21" for r in report.counts + report.refusals)
-    assert [o["name"] for o in report.outcomes] == ["build"]
-    charts = by_id(app_charts(report, machines, "acme", q))
-    assert charts["counts:build"] == (("2026-11-20", 100), ("2026-11-21", 50))
-    assert charts["refusals"] == (("counter_not_allowed", 2),)
-    glob = narrow(REPORT, MACHINES, Query(None, "2026-11-20", "2026-11-22", "l*"))[0]
-    assert {r["name"] for r in glob.counts} == {"lint"}
+def test_narrow_by_name() -> None:
+    q = Query("acme", "2026-11-20", "2026-11-21", "build")
+    data = acme(q)
+    assert data.totals == (("build", 150),)
+    assert [o["name"] for o in data.operations] == ["build"]
+    assert by_id(app_charts(data, q))["counts:build"] == (("2026-11-20", 100), ("2026-11-21", 50))
+    glob = acme(Query("acme", "2026-11-20", "2026-11-22", "l*"))
+    assert glob.totals == (("lint", 10),) and glob.operations == ()
+
+
+def test_a_page_shows_the_largest_counters_and_says_how_many_more() -> None:
+    rows = [("acme", "2026-11-21", f"n{i:05d}", i) for i in range(1, 5001)]
+    first = acme(Q, 1, rows)
+    assert first.names_total == 5000 and first.pages == -(-5000 // PAGE_NAMES)
+    assert [n for n, _ in first.totals] == [f"n{i:05d}" for i in range(5000, 5000 - PAGE_NAMES, -1)]
+    second = acme(Q, 2, rows)
+    assert second.totals[0] == ("n04980", 4980)
+    charts = by_id(app_charts(first, Q))
+    assert sum(1 for c in charts if c.startswith("counts:")) == PAGE_NAMES
+    html = render(Page(Query("acme", Q.since, Q.until), (first,), 1, ("acme",)), extra_params={"token": "t"})
+    assert "5,000 counters" in html and 'rel="next"' in html and "page=2" in html
+    assert len(html) < 200_000
+
+
+def test_machines_by_shows_the_top_values_and_the_rest_as_one() -> None:
+    by = {"app_version": [(f"1.{i}", i) for i in range(1, 101)]}
+    data = shape_app("acme", [], Q, 1, by=by)
+    shown = data.by["app_version"]
+    assert len(shown) == TOP_VALUES
+    assert shown[0] == ("1.100", 100)
+    assert shown[-1] == ("(91 others)", sum(range(1, 92)))
 
 
 def test_parse_query() -> None:
@@ -110,13 +135,27 @@ def test_parse_query() -> None:
         "acme", "2026-11-22", "2026-11-22", "b*"
     )
     assert parse_query({"since": "2026-11-01", "until": "2026-11-03"}, TODAY) == Query(None, "2026-11-01", "2026-11-03")
-    for bad in ({"days": "0"}, {"days": "x"}, {"since": "2026-13-01"}, {"since": "2026-11-05", "until": "2026-11-01"}):
+    assert parse_query({"page": "3"}, TODAY).page == 3
+    assert parse_query({"until": "9999-12-31"}, TODAY).since == "9999-12-02"
+    for bad in (
+        {"days": "0"},
+        {"days": "x"},
+        {"since": "2026-13-01"},
+        {"since": "2026-11-05", "until": "2026-11-01"},
+        {"until": "0001-01-01"},
+        {"until": "2000-01-05", "days": "30"},
+        {"since": "0001-01-01"},
+        {"page": "0"},
+        {"page": "-1"},
+    ):
         with pytest.raises(QueryError):
             parse_query(bad, TODAY)
 
 
 def test_render_numbers_are_in_the_labels() -> None:
-    html = render(REPORT, MACHINES, Q, extra_params={"token": "t0ken-value"})
+    other = shape_app("other", [("run", 9)], Q, 1, daily=[("run", "2026-11-21", 9)])
+    result = Page(Q, (acme(), other), 2, ("acme", "other"))
+    html = render(result, extra_params={"token": "t0ken-value"}, footer="Failed dashboard logins: 3")
     assert html.startswith("<!doctype html>")
     assert "<script" not in html
     assert not re.findall(r"https?://", html)  # no URL at all: nothing to load
@@ -127,8 +166,16 @@ def test_render_numbers_are_in_the_labels() -> None:
     assert ">10%</text>" in rate
     assert "?app=other&amp;since=2026-11-20&amp;token=t0ken-value&amp;until=2026-11-22" in html
     assert '<input type="hidden" name="token" value="t0ken-value">' in html
+    assert "Failed dashboard logins: 3" in html
     empty = chart_html(Chart("x", "X", ()))
     assert "<svg" not in empty and "nothing in this range" in empty
+
+
+def test_an_app_with_only_deletions_has_its_section() -> None:
+    data = shape_app("gone", [], Q, 1, deletions=[("2026-11-21", 2)])
+    html = render(Page(Q, (data,), 1, ("gone",)))
+    section = html.split('data-app="gone"')[1]
+    assert "Deletion requests honoured" in section and ">2</td>" in section
 
 
 def test_config_section() -> None:

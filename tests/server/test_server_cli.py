@@ -158,3 +158,85 @@ def test_start_server_process_helper(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+SECRET = "s3cr3t-Pw"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://user:{SECRET}@db.example/telemetry",
+        f"mysql://root:{SECRET}@127.0.0.1/x",
+        f"sqlite://user:{SECRET}@host/x.db",
+        f"user:{SECRET}@db/telemetry",
+        f"postgres+asyncpg://u:{SECRET}@h:5432/d?sslmode=require",
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "report"])
+def test_an_unsupported_db_url_never_echoes_its_password(command: str, url: str) -> None:
+    line = one_line_error(run_cli(command, "--db", url), 2)
+    assert SECRET not in line
+    assert "sqlite:///" in line  # says what is supported
+
+
+@pytest.mark.parametrize("args", [["--until", "0001-01-01"], ["--since", "0001-01-01"], ["--until", "2000-01-10"]])
+def test_report_dates_out_of_range_are_one_line(tmp_path: Path, args: list[str]) -> None:
+    server = Server(f"sqlite:///{tmp_path / 'd.db'}", tmp_path)
+    try:
+        line = one_line_error(server.report("--format", "html", *args), 2)
+        assert "2000-01-01" in line
+    finally:
+        server.stop()
+
+
+def _schema_version(db: Path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return str(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def test_report_opens_the_database_read_only_and_migrates_nothing(tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+
+    from telemetry_rollup.server.store import MIGRATIONS, SCHEMA_VERSION
+
+    if shutil.which("unshare") is None or shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("needs root, unshare and mount for a read-only bind mount")
+    # The server's directory as report sees it: the same files, on a read-only mount (root
+    # can write any file, but not through a read-only mount). Checked with the server running
+    # (its -wal and -shm files exist) and after it stopped (they are gone).
+    data = tmp_path / "data"
+    data.mkdir()
+    script = (
+        f"mount --bind {data} {data} && mount -o remount,bind,ro {data} && "
+        f"{sys.executable} -m telemetry_rollup.server.cli report --db sqlite:///{data / 't.db'} --format json"
+    )
+
+    def report_read_only() -> set[str]:
+        ro = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+        assert ro.returncode == 0, ro.stderr
+        return {r["name"] for r in json.loads(ro.stdout)["counts"]}
+
+    server = Server(f"sqlite:///{data / 't.db'}", tmp_path)
+    try:
+        assert server.post(rollup("acme")).json()["stored"] == 1
+        assert report_read_only() == {"build", "lint"}
+    finally:
+        server.stop()
+    assert report_read_only() == {"build", "lint"}
+
+    # A database of an older schema is not migrated by report: one line, the file unchanged.
+    old = tmp_path / "v1.db"
+    with sqlite3.connect(old) as conn:
+        for statement in MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    before = old.read_bytes()
+    line = one_line_error(run_cli("report", "--db", f"sqlite:///{old}"), 1)
+    assert "older" in line and "serve" in line
+    assert old.read_bytes() == before and _schema_version(old) == "1"
+    assert SCHEMA_VERSION > 1

@@ -87,3 +87,32 @@ def test_load_json_and_toml(tmp_path: Path) -> None:
     for bad in (tmp_path / "bad.json", tmp_path / "missing.json"):
         with pytest.raises(ConfigError):
             load_config(bad)
+
+
+def test_connection_limits_name_cap_and_trusted_proxies() -> None:
+    config = parse_config(
+        {
+            "limits": {
+                "names_per_app_day": 50,
+                "connections": 200,
+                "connections_per_address": 4,
+                "request_seconds": 2.5,
+            },
+            "proxy": {"trusted": ["127.0.0.1", "10.0.0.0/8", "::1"]},
+        }
+    )
+    assert (config.limits.names_per_app_day, config.limits.connections) == (50, 200)
+    assert (config.limits.connections_per_address, config.limits.request_seconds) == (4, 2.5)
+    assert config.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
+    assert parse_config({}).trusted_proxies == ()
+    for bad in (
+        {"limits": {"names_per_app_day": 0}},
+        {"limits": {"connections": "many"}},
+        {"limits": {"request_seconds": 0}},
+        {"limits": {"request_seconds": True}},
+        {"proxy": {"trusted": ["not-an-address"]}},
+        {"proxy": {"trusted": "127.0.0.1"}},
+        {"proxy": {"trust": []}},
+    ):
+        with pytest.raises(ConfigError):
+            parse_config(bad)

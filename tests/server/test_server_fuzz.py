@@ -48,6 +48,8 @@ names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,12}|_[A-Za-z0-9_.:-]{1,12}"
 apps = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,12}", fullmatch=True)
 tokens = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,8}", fullmatch=True)
 uuids = st.uuids().map(str)
+random_ids = st.uuids(version=4).map(str)  # the machine ids of wire format 1 (the library's uuid4)
+keys = st.binary(min_size=32, max_size=32).map(bytes.hex)
 reports: Any = st.fixed_dictionaries(
     {
         "id": uuids,
@@ -55,13 +57,13 @@ reports: Any = st.fixed_dictionaries(
         "counts": st.dictionaries(names, st.integers(0, 10**9), max_size=4),
     }
 )
-valid_bodies = st.fixed_dictionaries(
+valid_v1 = st.fixed_dictionaries(
     {
         "schema": st.just(1),
         "app": apps,
         "app_version": st.none() | tokens,
         "lib_version": tokens,
-        "machine_id": uuids,
+        "machine_id": random_ids,
         "os": tokens,
         "arch": tokens,
         "python": tokens,
@@ -69,6 +71,15 @@ valid_bodies = st.fixed_dictionaries(
         "reports": st.lists(reports, min_size=1, max_size=3, unique_by=lambda r: str(r["id"])),
     }
 )
+
+
+def _proven(body: dict[str, Any], key: str) -> dict[str, Any]:
+    from telemetry_rollup._identity import derive_id
+
+    return {**body, "schema": 2, "machine_id": derive_id(key), "machine_key": key}
+
+
+valid_bodies = valid_v1 | st.builds(_proven, valid_v1, keys)
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -84,6 +95,7 @@ FIELDS = [
     "app_version",
     "lib_version",
     "machine_id",
+    "machine_key",
     "os",
     "arch",
     "python",
@@ -111,7 +123,7 @@ def bodies(draw: st.DrawFn) -> tuple[Any, bool]:
     elif kind == "count":
         body["reports"][0]["counts"][draw(st.text(max_size=70))] = draw(json_values)
     else:
-        del body[draw(st.sampled_from(FIELDS[:10]))]
+        del body[draw(st.sampled_from([f for f in FIELDS[:11] if f in body]))]
     return body, False
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from server_helpers import Server, day, forget, new_id, report_json, rollup, totals
+from server_helpers import Server, day, forget, forget2, new_id, new_key, report_json, rollup, rollup2, totals
 
 from telemetry_rollup.server.store import open_store
 
@@ -97,7 +97,9 @@ def test_all_or_nothing_per_request(server: Server, app_name: str) -> None:
 
 
 BAD_FIELDS: list[tuple[str, Any, str]] = [
-    ("schema", 2, "schema"),
+    ("schema", 3, "schema"),
+    ("schema", "1", "schema"),
+    ("schema", 2, "machine_key"),  # format 2 needs the proof
     ("app", "bad app", "app"),
     ("machine_id", "ABC", "machine_id"),
     ("reports", [], "reports"),
@@ -169,16 +171,16 @@ def test_other_methods_and_paths_are_json_errors(server: Server) -> None:
 
 
 def test_forget(server: Server, app_name: str) -> None:
-    gone, kept = new_id(), new_id()
-    old = rollup(app_name, gone)
+    gone, kept = new_key(), new_key()
+    old = rollup2(app_name, gone)
     assert server.post(old).json()["stored"] == 1
-    assert server.post(rollup(app_name, kept)).json()["stored"] == 1
+    assert server.post(rollup2(app_name, kept)).json()["stored"] == 1
     for _ in range(2):  # idempotent
-        resp = server.post(forget(app_name, gone))
+        resp = server.post(forget2(app_name, gone))
         assert resp.status_code == 200
         assert resp.json() == {"forgotten": True}
     assert totals(server, app_name) == {(day(-1), "build"): (30, 1), (day(-1), "lint"): (90, 1)}
-    resp = server.post(rollup(app_name, gone))
+    resp = server.post(rollup2(app_name, gone))
     assert resp.status_code == 403
     assert resp.json()["field"] == "machine_id"
     resp = server.post(old)  # a late resend is refused too, and stores nothing
@@ -187,8 +189,8 @@ def test_forget(server: Server, app_name: str) -> None:
     assert [(r["day"], r["n"]) for r in data["deletions"]] == [(day(0), 1)]
     assert sum(r["machines"] for r in data["machines"]["os"]) == 1
     # Forgetting a machine of another app does nothing here.
-    assert server.post(forget(app_name + "-other", kept)).status_code == 200
-    assert server.post(rollup(app_name, kept)).status_code == 200
+    assert server.post(forget2(app_name + "-other", kept)).status_code == 200
+    assert server.post(rollup2(app_name, kept)).status_code == 200
 
 
 def test_openapi_documents_the_body(server: Server) -> None:

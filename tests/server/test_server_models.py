@@ -1,4 +1,4 @@
-"""Wire format v1 validation, without a server (the HTTP tests repeat the key cases live)."""
+"""Wire formats 2 and 1 validation, without a server (the HTTP tests repeat the key cases live)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,22 @@ from datetime import date
 from typing import Any
 
 import pytest
-from server_helpers import forget, new_id, rollup
+from server_helpers import forget, forget2, new_id, new_key, rollup, rollup2
 
+from telemetry_rollup._identity import derive_id
 from telemetry_rollup.server.models import (
     ForgetRequest,
+    ForgetRequestV2,
     InvalidBody,
     RollupRequest,
+    RollupRequestV2,
     check_days,
     parse_body,
 )
 
 GOOD = rollup("acme", reports=[{"id": new_id(), "day": "2026-11-21", "counts": {"build": 1}}])
+KEY = new_key()
+GOOD2 = rollup2("acme", KEY, reports=[{"id": new_id(), "day": "2026-11-21", "counts": {"build": 1}}])
 
 
 def mutate(path: str, value: Any = ..., delete: bool = False) -> dict[str, Any]:
@@ -34,7 +39,9 @@ def mutate(path: str, value: Any = ..., delete: bool = False) -> dict[str, Any]:
 
 
 BAD = [
-    (mutate("schema", 2), "schema"),
+    (mutate("schema", 2), "machine_key"),  # format 2 without its proof
+    (mutate("schema", 3), "schema"),
+    (mutate("schema", 0), "schema"),
     (mutate("schema", True), "schema"),
     (mutate("schema", 1.0), "schema"),
     (mutate("schema", "1"), "schema"),
@@ -74,6 +81,18 @@ BAD = [
     ({**forget("acme", GOOD["machine_id"]), "forget": 1}, "forget"),
     ({**forget("acme", GOOD["machine_id"]), "forget": False}, "forget"),
     ({**forget("acme", GOOD["machine_id"]), "os": "linux"}, "os"),
+    # Format 2: the key must be 64 lowercase hex and prove the id.
+    ({**GOOD2, "machine_key": new_key()}, "machine_key"),
+    ({**GOOD2, "machine_key": KEY.upper()}, "machine_key"),
+    ({**GOOD2, "machine_key": KEY[:-1]}, "machine_key"),
+    ({**GOOD2, "machine_key": None}, "machine_key"),
+    ({k: v for k, v in GOOD2.items() if k != "machine_key"}, "machine_key"),
+    ({**GOOD2, "schema": 1}, "machine_id"),  # format 1: a derived id needs format 2
+    ({**forget2("acme", KEY), "machine_key": new_key()}, "machine_key"),
+    ({**forget2("acme", KEY), "schema": 1}, "machine_id"),
+    # A derived id (version 8) without its key: stripping the proof gains nothing.
+    (rollup("acme", derive_id(KEY)), "machine_id"),
+    (forget("acme", derive_id(KEY)), "machine_id"),
 ]
 
 
@@ -106,6 +125,27 @@ def test_valid_bodies() -> None:
     assert parse_body(mutate("reports.0.counts", {"n": 10**9})).reports[0].counts == {"n": 10**9}  # type: ignore[union-attr]
     assert parse_body(mutate("reports", [GOOD["reports"][0]] * 50))
     assert isinstance(parse_body(forget("acme", GOOD["machine_id"])), ForgetRequest)
+    proven = parse_body(GOOD2)
+    assert isinstance(proven, RollupRequestV2) and proven.proven and proven.machine_id == derive_id(KEY)
+    assert isinstance(parse_body(forget2("acme", KEY)), ForgetRequestV2)
+    assert not parse_body(GOOD).proven
+
+
+def test_derived_ids_are_version_8_uuids_and_random_ids_are_not() -> None:
+    import uuid
+
+    for _ in range(100):
+        key = new_key()
+        mid = derive_id(key)
+        assert uuid.UUID(mid).version == 8 and str(uuid.UUID(mid)) == mid
+        assert derive_id(key) == mid
+    # The rule TELEMETRY.md gives, checked against an independent computation.
+    import hashlib
+
+    raw = bytearray(hashlib.sha256(b"telemetry-rollup machine id\n" + bytes(32)).digest()[:16])
+    raw[6] = raw[6] & 0x0F | 0x80
+    raw[8] = raw[8] & 0x3F | 0x80
+    assert derive_id("00" * 32) == str(uuid.UUID(bytes=bytes(raw)))
 
 
 def test_day_window() -> None:
