@@ -535,16 +535,14 @@ def _describe(res: RunResult) -> str:
 
 
 def _server_command(name: str, argv: list[str], err: IO[str]) -> int:
+    """``serve`` and ``report``: the server package parses and prints for itself;
+    a missing extra is one line naming it (exit 2)."""
     try:
         from .server import cli as server_cli
     except ImportError:
-        err.write("telemetry_rollup: the server is an extra: pip install 'telemetry-rollup[server]'\n")
+        err.write(f"python -m telemetry_rollup {name}: install the [server] extra, pip install '.[server]'\n")
         return 2
-    try:
-        return int(server_cli.serve_main(argv) if name == "serve" else server_cli.report_main(argv))
-    except ImportError:
-        err.write("telemetry_rollup: the server is an extra: pip install 'telemetry-rollup[server]'\n")
-        return 2
+    return server_cli.run_command(name, argv)
 
 
 def entry() -> None:

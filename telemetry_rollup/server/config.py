@@ -39,12 +39,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The shortest token or password the config accepts (a long random one is what to use).
+MIN_SECRET = 8
 #: The fixed list of reasons a refusal is stored under; never a name the client chose.
 REASONS = ("app_not_allowed", "app_version_too_old", "counter_not_allowed", "names_over_cap")
 
 
 class ConfigError(ValueError):
     """The config file is missing, unreadable, or not of the documented shape."""
+
+
+def _listed(patterns: tuple[str, ...], name: str) -> bool:
+    # fnmatchcase: the same answer on every OS (fnmatch would fold case on Windows).
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)
@@ -55,10 +62,14 @@ class AppRule:
     min_version: tuple[int, ...] | None = None
 
     def allows_counter(self, name: str) -> bool:
+        """Whether the list allows ``name``: the name matches an entry, or the part before its
+        first ``:`` does, so ``build`` also allows what ``timed("build")`` and
+        ``count("build", outcome=...)`` derive from it (``build:ok``, ``build:error:E42``,
+        ``build:dur:lt1s``). The library's own ``allow=`` applies the same rule
+        (``_counters.py``): a counter the client sends is one the server keeps."""
         if self.counters is None:
             return True
-        # fnmatchcase: the same answer on every OS (fnmatch would fold case on Windows).
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.counters)
+        return _listed(self.counters, name) or (":" in name and _listed(self.counters, name.split(":", 1)[0]))
 
     def version_ok(self, app_version: str | None) -> bool:
         if self.min_version is None:
@@ -203,8 +214,11 @@ def _parse_dashboard(raw_section: object) -> DashboardAccess:
     raw = _expect(raw_section, dict, "dashboard")
     _check_keys(raw, {"token", "user", "password"}, "dashboard")
     values = {k: _expect(raw[k], str, f"dashboard.{k}") for k in ("token", "user", "password") if k in raw}
-    if any(len(v) < 8 if k != "user" else not v for k, v in values.items()):
-        raise ConfigError("dashboard: the token and password need at least 8 characters, the user one")
+    for key in ("token", "password"):
+        if key in values and len(values[key]) < MIN_SECRET:
+            raise ConfigError(f"dashboard.{key}: at least {MIN_SECRET} characters")
+    if "user" in values and not values["user"]:
+        raise ConfigError("dashboard.user: must not be empty")
     if ("user" in values) != ("password" in values):
         raise ConfigError("dashboard: user and password go together")
     if not values:
