@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -38,6 +40,7 @@ from telemetry_rollup.server.store import (
 
 ENV_DB = "TELEMETRY_ROLLUP_SERVER_DB"  # same names as app.ENV_*, kept here to avoid the import
 ENV_CONFIG = "TELEMETRY_ROLLUP_SERVER_CONFIG"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # metrics.MULTIPROC_ENV, likewise
 
 
 class UsageError(Exception):
@@ -236,6 +239,11 @@ def serve_main(argv: list[str], prog: str = f"{PROG} serve") -> int:
         return _fail(prog, missing_extra(exc), 2)
     except (StoreError, OSError) as exc:
         return _fail(prog, str(exc), 1)
+    # prometheus-client picks its mode from the environment at import: several workers share
+    # their figures through files in a directory of this run's own (metrics.py); one process
+    # keeps them in memory, whatever the environment it was started from says.
+    for name in (MULTIPROC_ENV, MULTIPROC_ENV.lower()):
+        os.environ.pop(name, None)
     if args.workers > 1:
         store.close()  # each worker opens its own; this one only migrated and checked access
         os.environ[ENV_DB] = url
@@ -243,6 +251,9 @@ def serve_main(argv: list[str], prog: str = f"{PROG} serve") -> int:
             os.environ[ENV_CONFIG] = str(args.config.resolve())
         else:
             os.environ.pop(ENV_CONFIG, None)
+        metrics_dir = tempfile.mkdtemp(prefix="telemetry-rollup-metrics-") if config.metrics is not None else None
+        if metrics_dir is not None:
+            os.environ[MULTIPROC_ENV] = metrics_dir
         stop = threading.Event()
         watcher = threading.Thread(target=_announce_when_healthy, args=(_url(args.host, args.port), stop), daemon=True)
         watcher.start()
@@ -258,6 +269,8 @@ def serve_main(argv: list[str], prog: str = f"{PROG} serve") -> int:
             return _fail(prog, "server stopped with an error", 1) if exc.code else 0
         finally:
             stop.set()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         # The supervisor stopped its workers gracefully; end as one process would.
         ending = [sig for sig in seen if sig in (signal.SIGTERM, signal.SIGINT)]
         return _end_by(ending[-1]) if ending else 0

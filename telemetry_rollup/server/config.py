@@ -23,6 +23,10 @@ name, every Python). Both spell the same structure::
     token = "long-random-string"          # Authorization: Bearer <token> (or ?token=)
     # user = "ops"; password = "..."      # and/or HTTP basic auth
 
+    [metrics]               # GET /metrics (Prometheus); absent = off (404)
+    token = "another-long-string"         # Authorization: Bearer <token>; its own, not the dashboard's
+    apps = ["acme"]         # apps labelled by name besides [apps.*]'s; the rest count as "(other)"
+
 Unknown keys are errors: a typo must not silently open or close the allowlist.
 ``parse_config`` is pure; ``load_config`` reads a file and calls it.
 """
@@ -101,14 +105,30 @@ class DashboardAccess:
 
 
 @dataclass(frozen=True)
+class MetricsAccess:
+    """``GET /metrics``: the bearer token a scraper sends, and the apps with a label of their own
+    (besides those of the allowlist; every other app is counted as one)."""
+
+    token: str
+    apps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
-    """``apps=None`` means every app is accepted with every counter; ``dashboard=None``: no dashboard."""
+    """``apps=None`` means every app is accepted with every counter; ``dashboard=None``: no
+    dashboard; ``metrics=None``: no ``/metrics``."""
 
     limits: Limits = field(default_factory=Limits)
     apps: dict[str, AppRule] | None = None
     dashboard: DashboardAccess | None = None
     #: Reverse proxies whose X-Forwarded-For is believed (addresses or networks).
     trusted_proxies: tuple[str, ...] = ()
+    metrics: MetricsAccess | None = None
+
+    def metrics_apps(self) -> tuple[str, ...]:
+        """The apps ``/metrics`` labels by name: the allowlist's and ``[metrics] apps``."""
+        named = set(self.apps or ()) | set(self.metrics.apps if self.metrics else ())
+        return tuple(sorted(named))
 
     def rule_for(self, app: str) -> AppRule | None:
         """The app's rule, or None when the app is not allowed at all."""
@@ -151,7 +171,7 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Build a :class:`Config` from decoded TOML/JSON, or raise :class:`ConfigError`."""
     _expect(data, dict, "config")
-    _check_keys(data, {"limits", "apps", "dashboard", "proxy"}, "config")
+    _check_keys(data, {"limits", "apps", "dashboard", "proxy", "metrics"}, "config")
     limits = Limits()
     if "limits" in data:
         raw = _expect(data["limits"], dict, "limits")
@@ -190,7 +210,32 @@ def parse_config(data: Mapping[str, Any]) -> Config:
                     raise ConfigError(f"{where}.min_version: not a version")
             apps[name] = AppRule(counters=counters, min_version=min_version)
     dashboard = _parse_dashboard(data["dashboard"]) if "dashboard" in data else None
-    return Config(limits=limits, apps=apps, dashboard=dashboard, trusted_proxies=_parse_proxy(data.get("proxy")))
+    metrics = _parse_metrics(data["metrics"]) if "metrics" in data else None
+    return Config(
+        limits=limits,
+        apps=apps,
+        dashboard=dashboard,
+        trusted_proxies=_parse_proxy(data.get("proxy")),
+        metrics=metrics,
+    )
+
+
+#: At most this many apps in ``[metrics] apps``: each is a few series more.
+MAX_METRICS_APPS = 1000
+
+
+def _parse_metrics(raw_section: object) -> MetricsAccess:
+    raw = _expect(raw_section, dict, "metrics")
+    _check_keys(raw, {"token", "apps"}, "metrics")
+    if "token" not in raw:
+        raise ConfigError("metrics.token: required (the scraper's bearer token)")
+    token = _expect(raw["token"], str, "metrics.token")
+    if len(token) < MIN_SECRET:
+        raise ConfigError(f"metrics.token: at least {MIN_SECRET} characters")
+    apps = tuple(_expect(a, str, "metrics.apps") for a in _expect(raw.get("apps", []), list, "metrics.apps"))
+    if len(apps) > MAX_METRICS_APPS:
+        raise ConfigError(f"metrics.apps: at most {MAX_METRICS_APPS}")
+    return MetricsAccess(token=token, apps=apps)
 
 
 def _parse_proxy(raw_section: object) -> tuple[str, ...]:
