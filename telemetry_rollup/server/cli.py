@@ -1,4 +1,5 @@
-"""``serve`` and ``report``: argument parsing and process boundaries, nothing else.
+"""``serve`` and ``report`` (and the dispatch to ``export``, ``export_cli.py``): argument parsing
+and process boundaries, nothing else.
 
 Exit codes: 0 success, 2 usage error or a missing extra, 1 runtime failure; each failure is
 ONE line on stderr. FastAPI and uvicorn are imported inside :func:`serve_main` only, so
@@ -373,20 +374,24 @@ def report_main(argv: list[str], prog: str = f"{PROG} report") -> int:
 
 
 def run_command(name: str, argv: list[str], prog: str = PROG) -> int:
-    """Run ``serve`` or ``report``; a missing extra is one line (exit 2)."""
+    """Run ``serve``, ``report`` or ``export``; a missing extra is one line (exit 2)."""
     try:
         if name == "serve":
             return serve_main(argv, f"{prog} serve")
-        return report_main(argv, f"{prog} report")
+        if name == "report":
+            return report_main(argv, f"{prog} report")
+        from telemetry_rollup.server.export_cli import export_main
+
+        return export_main(argv, f"{prog} export")
     except ImportError as exc:
         return _fail(f"{prog} {name}", missing_extra(exc), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m telemetry_rollup.server.cli serve|report ...`` (standalone use)."""
+    """``python -m telemetry_rollup.server.cli serve|report|export ...`` (standalone use)."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in ("serve", "report"):
-        return _fail("python -m telemetry_rollup.server.cli", "usage: serve|report [options]", 2)
+    if not args or args[0] not in ("serve", "report", "export"):
+        return _fail("python -m telemetry_rollup.server.cli", "usage: serve|report|export [options]", 2)
     return run_command(args[0], args[1:], "python -m telemetry_rollup.server.cli")
 
 

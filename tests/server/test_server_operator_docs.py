@@ -68,7 +68,7 @@ def test_install_commands_show_the_checkout_form_first() -> None:
 # -- item 15: a missing PostgreSQL driver names the [postgres] extra -------------------------
 
 
-@pytest.mark.parametrize("command", ["serve", "report"])
+@pytest.mark.parametrize("command", ["serve", "report", "export"])
 def test_a_missing_postgres_driver_names_the_postgres_extra(command: str) -> None:
     args = [command, "--db", f"postgresql://u:pw@127.0.0.1:{free_port()}/db"]
     if command == "export":
@@ -309,7 +309,7 @@ def _options(help_text: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("command", ["serve", "report"])
+@pytest.mark.parametrize("command", ["serve", "report", "export"])
 def test_help_names_the_command_and_documents_every_option(command: str) -> None:
     result = run_main(command, "--help")
     assert result.returncode == 0, result.stderr
