@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -340,8 +341,11 @@ def report_main(argv: list[str], prog: str = f"{PROG} report") -> int:
         today = datetime.now(timezone.utc).date()
         params = {"app": args.app or "", "days": str(args.days), "since": args.since or "", "until": args.until or ""}
         query = dashboard.parse_query({**params, "name": args.name or ""}, today)
-    except (UsageError, ValueError) as exc:  # dashboard.QueryError is a ValueError
-        return _fail(prog, str(exc).replace("since ", "--since ").replace("until ", "--until "), 2)
+    except dashboard.QueryError as exc:
+        # Its messages name the query parameter; here the same names are options.
+        return _fail(prog, re.sub(r"\b(since|until|days)\b", r"--\1", str(exc)), 2)
+    except (UsageError, ValueError) as exc:
+        return _fail(prog, str(exc), 2)
     try:
         # Read-only: report never writes, migrates or creates anything (a read-only role or
         # file system is enough), and refuses a schema it does not know.
