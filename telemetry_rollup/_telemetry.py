@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from ._consent import Decision
     from ._lifecycle import Lifecycle
+    from ._timed import Timer
 
     class SendResult(NamedTuple):
         """What a :meth:`Telemetry.send` call did, in reports."""
@@ -101,7 +102,7 @@ class Telemetry:
         self._config_written = False
         self.told_this_run = False
         self._run_counted = False
-        self._timer_class: Any = None
+        self._timer_class: type[Timer] | None = None
         self._headers: Any = None
         if app is not None:
             self.configure(app, **options)
@@ -315,7 +316,7 @@ class Telemetry:
         for name in run_facts(os.environ):
             snap[(day, name)] = snap.get((day, name), 0) + 1
 
-    def timed(self, name: str) -> Any:
+    def timed(self, name: str) -> Timer:
         """``with t.timed("build"):`` or ``@t.timed("build")``: count ``name`` with its outcome,
         error code (the exception's class name) and duration bucket. Exceptions propagate unchanged."""
         timer = self._timer_class

@@ -164,6 +164,8 @@ class Ingest:
 class IngestResult:
     stored: int
     duplicates: int
+    #: The sum of the counter values stored (the server's metrics count it per app).
+    values: int = 0
 
 
 class Cursor(Protocol):
@@ -444,7 +446,7 @@ class SQLStore:
                     " ON CONFLICT (app, day, reason) DO UPDATE SET n = refusals.n + excluded.n",
                     (batch.app, day, reason, n),
                 )
-        return IngestResult(stored=stored, duplicates=duplicates)
+        return IngestResult(stored=stored, duplicates=duplicates, values=sum(row[2] for row in values))
 
     def _capped_counts(self, tx: Executor, app: str, reports: list[ReportRows]) -> dict[str, dict[str, int]]:
         """Each new report's counts with names beyond the day's cap folded into FOLDED_NAME."""
