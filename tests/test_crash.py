@@ -16,7 +16,7 @@ from receiver import Receiver
 from sender_setup import add_lines, day, make_app, totals
 
 from telemetry_rollup import _sender
-from telemetry_rollup._telemetry import EXIT_BUDGET
+from telemetry_rollup._lifecycle import EXIT_BUDGET
 
 STEPS = ["recover", "claim", "prepare", "commit", "cleanup", "posted-before-ack"]
 

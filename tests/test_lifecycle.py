@@ -12,7 +12,7 @@ from helpers import run_py, run_py_timing_exit
 from receiver import Receiver, wait_for
 from sender_setup import add_lines, day, make_app
 
-from telemetry_rollup._telemetry import EXIT_BUDGET
+from telemetry_rollup._lifecycle import EXIT_BUDGET
 
 HOST = """
 import sys, telemetry_rollup as tr
