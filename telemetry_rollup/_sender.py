@@ -218,9 +218,43 @@ class Pipeline:
         out.sort(key=lambda pr: (pr[1]["day"], pr[1]["id"]))
         return out
 
-    def request_bodies(self, gen: Path, meta: dict[str, Any]) -> list[tuple[list[Path], bytes]]:
-        """Exactly the bodies the next send would POST, in order, with the report files each covers."""
-        pending = self.pending_reports(gen)
+    def preview(self, *, today: str, include_today: bool = False) -> list[tuple[Path, dict[str, Any]]]:
+        """The reports the next send would POST, in order, computed without writing anything.
+
+        For ``show`` and ``view``: looking never changes what will be sent or when, so nothing is
+        claimed, rolled up or committed. Reports already closed keep their ids; a report the next
+        send will make from the buffer gets its random id then (one is drawn here for the form).
+        Mirrors :meth:`prepare`, reading the buffer and spill files where it reads claimed inputs."""
+        import uuid
+
+        gen = self._committed()
+        files: list[Path] = [Path(self.store.buffer), *map(Path, self.store.spill_files())]
+        kept: list[tuple[Path, dict[str, Any]]] = []
+        if gen is not None:
+            files += [*_list(gen / "inputs", ".jsonl"), gen / "carry.jsonl"]
+            kept = [(p, r) for p, r in self.pending_reports(gen) if not _rollup.expired(r["day"], today=today)]
+        rollup: Rollup = {}
+        for f in files:
+            data = _fs.read_capped(f, MAX_BUFFER_READ)
+            if data:
+                rollup = _rollup.merge(rollup, decode_lines(data).rollup)
+        completed, _ = _rollup.split_completed(rollup, today=today, include_today=include_today)
+        for day in [d for d in completed if _rollup.expired(d, today=today)]:
+            del completed[day]
+        new_reports = _rollup.make_reports(completed, lambda: str(uuid.uuid4()))
+        excess = {r["id"] for r in _rollup.choose_dropped([*(r for _, r in kept), *new_reports])}
+        out = [(p, r) for p, r in kept if r["id"] not in excess]
+        out += [(Path(f"{r['id']}.json"), r) for r in new_reports if r["id"] not in excess]
+        out.sort(key=lambda pr: (pr[1]["day"], pr[1]["id"]))
+        return out
+
+    def request_bodies(
+        self, gen: Path, meta: dict[str, Any], pending: list[tuple[Path, dict[str, Any]]] | None = None
+    ) -> list[tuple[list[Path], bytes]]:
+        """Exactly the bodies the next send would POST, in order, with the report files each covers
+        (``pending``: the reports to pack, by default those of ``gen``)."""
+        if pending is None:
+            pending = self.pending_reports(gen)
         if not pending:
             return []
         sizes = [len(encode_report(r)) for _, r in pending]

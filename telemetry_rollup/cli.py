@@ -93,7 +93,7 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
         action="store_true",
         help="the bodies as sent, one per line, nothing else, but the machine_key proof redacted",
     )
-    sh.add_argument("--include-today", action="store_true", help="as flush --include-today would (closes today)")
+    sh.add_argument("--include-today", action="store_true", help="also today's counts, as flush --include-today would send them (changes nothing)")
 
     v = sub.add_parser("view", help="write a local HTML page of what is recorded and would be sent, and open it")
     app_option(v, "only this app (default: every app on this machine)")
@@ -392,13 +392,15 @@ def show_bodies(
     store: AppStore, env: Any, include_today: bool = False
 ) -> tuple[list[tuple[str, str | None, bytes]], list[str]]:
     """What ``show`` prints for one app: the (what, url, body) requests the next send would
-    POST, with the machine key redacted, and notes on why less or nothing is sent. Rolls up
-    due counts, as a send would."""
+    POST, with the machine key redacted, and notes on why less or nothing is sent. Writes
+    nothing: the reports the send will make are computed, not made."""
     import time
 
     from ._control import forget_body, forget_requests, opted_out_by_env
     from ._days import today_iso
     from ._endpoint import endpoint_problem, shown
+    from pathlib import Path
+
     from ._sender import Pipeline, decide, meta_for
 
     bodies: list[tuple[str, str | None, bytes]] = []
@@ -421,21 +423,17 @@ def show_bodies(
     if decision.mode == "off":
         notes.append(f"mode is off ({decision.source}): no report is kept or sent")
         return bodies, notes
+    # Read-only on the pipeline: nothing is claimed, rolled up or committed, so looking (today
+    # included) never changes what will be sent or when. The sender lock only keeps the view
+    # consistent with a send in progress.
     with store.lock_sender(10.0):
         if store.stored_mode() == "off":
             notes.append("mode is off: no report is kept or sent")
         else:
             pipe = Pipeline(store)
-            gen = pipe.recover()
-            from ._store import LockTimeout
-
-            try:
-                pipe.claim(gen, timeout=1.0)
-            except LockTimeout:
-                notes.append("the buffer is busy: its newest lines are not included")
-            gen, _ = pipe.build(gen, today=today_iso(time.time()), include_today=include_today)
+            pending = pipe.preview(today=today_iso(time.time()), include_today=include_today)
             meta = meta_for(store, store.config(), env, create_id=False)
-            for _, body in pipe.request_bodies(gen, meta):
+            for _, body in pipe.request_bodies(Path(store.outbox), meta, pending):
                 bodies.append(("reports", url, redact(body)))
             if _shown_id(store) is None and any(w == "reports" for w, _, _ in bodies):
                 notes.append(
