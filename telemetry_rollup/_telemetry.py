@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 #: flush() and send() wait this long for the buffer lock, then write a spill file
 LOCK_WAIT = 1.0
+#: Set by a telemetry command (``acme telemetry status|show|view|off|...``, cli.py): a run that
+#: only looks at or controls telemetry starts no automatic send, in any instance (counts made
+#: are still persisted, and sent by a later run).
+NO_AUTOSEND = False
 #: makes an instance's lifecycle once (never taken on the hot path or in a signal handler)
 _LIFE_LOCK = allocate_lock()
 
@@ -390,7 +394,7 @@ class Telemetry:
     def _due(self) -> bool:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""
         decision = self.decision
-        if decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
+        if NO_AUTOSEND or decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
             return False
         if decision.source == "default" and not os.path.lexists(self._store.notice_file):
             return False  # nothing is sent before the notice was shown

@@ -209,8 +209,12 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], out: IO[str]) -> ar
 
 
 def _run_parsed(args: argparse.Namespace, prog: str, out: IO[str], err: IO[str]) -> int:
+    from . import _telemetry
     from ._log import setup_debug
 
+    # Looking at or controlling telemetry never sends as a side effect: a host tool whose run is
+    # its own telemetry command (its exit hook included) starts no automatic send.
+    _telemetry.NO_AUTOSEND = True
     out, err = _escaped(out), _escaped(err)
     try:
         setup_debug()
