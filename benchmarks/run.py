@@ -471,7 +471,10 @@ def w_memory(a: dict[str, Any]) -> dict[str, Any]:
     data = (store / "buffer.jsonl").read_bytes()
     for spill in (store / "spill").glob("*.jsonl") if (store / "spill").is_dir() else []:
         data += spill.read_bytes()
-    rollup = decode_lines(data).rollup
+    dec = decode_lines(data)
+    rollup = dict(dec.rollup)
+    for key, c in dec.local.items():  # the first persist shows the notice: its counts stay local
+        rollup[key] = rollup.get(key, 0) + c
     names = {n for (_, n) in rollup if not n.startswith("_")}
     overflow = sum(c for (_, n), c in rollup.items() if n == "_overflow")
     # what the host counted: the names kept plus _overflow (the library's own _run:* facts aside)

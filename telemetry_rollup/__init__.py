@@ -15,6 +15,7 @@ from ._telemetry import Telemetry
 
 TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable, Mapping
     from typing import Any, Callable
 
@@ -64,7 +65,7 @@ def configure(
     send_interval: float = 3600.0,
     notice: str | None = None,
     notice_url: str | None = None,
-    home: str | None = None,
+    home: str | os.PathLike[str] | None = None,
     headers: Mapping[str, str] | Callable[[], Mapping[str, str] | None] | None = None,
 ) -> Telemetry:
     """Configure the default instance for ``app`` (see :meth:`Telemetry.configure`) and return it.
@@ -95,9 +96,10 @@ def flush() -> None:
     _default.flush()
 
 
-def send(timeout: float = 5.0) -> SendResult:
-    """Flush, then deliver the reports that are due, bounded by ``timeout`` for the whole call."""
-    return _default.send(timeout)
+def send(timeout: float = 5.0, *, include_today: bool = False) -> SendResult:
+    """Flush, then deliver the reports that are due, bounded by ``timeout`` for the whole call
+    (``include_today``: today's counts too, as ``flush --include-today``)."""
+    return _default.send(timeout, include_today=include_today)
 
 
 def status() -> dict[str, Any]:

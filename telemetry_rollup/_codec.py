@@ -4,6 +4,9 @@ Buffer line (format version 1), one per (day, name), compact JSON exactly as orj
 
     {"v":1,"d":"2026-11-21","n":"build","c":30}
 
+A local-only line (format version 2, ``"local":true``: recorded while local or before the notice;
+docs/design.md "Local-only counts") is read into ``Decoded.local`` and never becomes a report.
+
 Decoding never raises on a bad line: it is counted as corrupt. A line of a newer format version
 is kept byte for byte (a newer library will read it), never discarded.
 """
@@ -17,6 +20,8 @@ from ._line import encode_line_fast  # noqa: F401 - re-exported; the write side 
 from ._names import CLAMPED, MAX_COUNT, is_wire_name
 
 LINE_VERSION = 1
+#: The version of a local-only line (see ``_line.encode_local_line``).
+LOCAL_LINE_VERSION = 2
 #: Wire format 2: format 1 plus ``machine_key``, the proof that the request comes from the
 #: machine whose id it names (see _identity.py). Format 1 is only ever sent for a deletion
 #: request of an id made by an older version (which has no key).
@@ -60,11 +65,17 @@ class Decoded(NamedTuple):
     rollup: Rollup
     foreign: list[bytes]  # lines of a newer format version, kept verbatim
     corrupt: int
+    local: Rollup  # local-only counts: kept on this machine, never sent
 
 
-def encode_lines(rollup: Rollup) -> bytes:
+def encode_lines(rollup: Rollup, *, local: bool = False) -> bytes:
     import orjson
 
+    if local:
+        return b"".join(
+            orjson.dumps({"v": LOCAL_LINE_VERSION, "d": d, "n": n, "c": c, "local": True}) + b"\n"
+            for (d, n), c in sorted(rollup.items())
+        )
     return b"".join(
         orjson.dumps({"v": LINE_VERSION, "d": d, "n": n, "c": c}) + b"\n" for (d, n), c in sorted(rollup.items())
     )
@@ -85,6 +96,7 @@ def decode_lines(data: bytes) -> Decoded:
     import orjson
 
     rollup: Rollup = {}
+    local: Rollup = {}
     foreign: list[bytes] = []
     corrupt = 0
     for raw in data.split(b"\n"):
@@ -100,12 +112,13 @@ def decode_lines(data: bytes) -> Decoded:
             corrupt += 1
             continue
         v = obj.get("v")
-        if type(v) is int and v > LINE_VERSION:
+        is_local = v == LOCAL_LINE_VERSION and obj.get("local") is True
+        if type(v) is int and v > LINE_VERSION and not is_local:
             foreign.append(line)
             continue
         d, n, c = obj.get("d"), obj.get("n"), _exact_count(line, obj.get("c"))
         if (
-            v != LINE_VERSION
+            (v != LINE_VERSION and not is_local)
             or type(c) is not int
             or c < 0
             or not isinstance(n, str)
@@ -115,8 +128,8 @@ def decode_lines(data: bytes) -> Decoded:
         ):
             corrupt += 1
             continue
-        add_count(rollup, d, n, c)
-    return Decoded(rollup, foreign, corrupt)
+        add_count(local if is_local else rollup, d, n, c)
+    return Decoded(rollup, foreign, corrupt, local)
 
 
 def encode_report(report: dict[str, Any]) -> bytes:

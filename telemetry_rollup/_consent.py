@@ -98,12 +98,19 @@ def parse_stored(obj: Any) -> str | None:
     return None
 
 
-def notice_text(app: str, prefix: str, text: str | None, url: str | None) -> str:
+def notice_text(app: str, prefix: str, text: str | None, url: str | None, *, authenticates: bool = False) -> str:
+    """The notice: the app's own text, or the default. ``authenticates``: the app sends its own
+    request headers (a sign-in token), so the counts are not anonymous and the default says so."""
     if text:
         return text.replace("\n", " ")
     details = f" Details: {url}" if url else " Details: python -m telemetry_rollup status"
+    what = (
+        "usage counts, sent with your sign-in when you are signed in,"
+        if authenticates
+        else "anonymous usage counts"
+    )
     return (
-        f"{app} collects anonymous usage counts (which features are used, per day), never code, "
+        f"{app} collects {what} (which features are used, per day), never code, "
         f"paths or arguments. Turn off: {prefix}_TELEMETRY=0, DO_NOT_TRACK=1, or "
         f"`python -m telemetry_rollup off --app {app}`.{details}"
     )

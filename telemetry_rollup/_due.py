@@ -36,6 +36,28 @@ def is_ci(environ: Mapping[str, str]) -> bool:
     return any(environ.get(v) for v in _CI_VARS)
 
 
+def notice_time(store: AppStore) -> float | None:
+    """When the notice was shown (the ``notice`` file's time), or None when it never was."""
+    data = _fs.read_capped(store.notice_file, 32)
+    if data is None:
+        return None
+    try:
+        return float(data.strip() or b"x")
+    except ValueError:
+        try:
+            return os.stat(store.notice_file).st_mtime
+        except OSError:
+            return None
+
+
+def notice_settled(store: AppStore, now: float) -> bool:
+    """The notice rule, in time (not in runs): nothing is sent until the notice has been shown
+    and the UTC day it was shown on is over, whichever process is running (a daemon that showed
+    it sends from the next day on)."""
+    shown = notice_time(store)
+    return shown is not None and today_iso(shown) < today_iso(now)
+
+
 def auto_due(store: AppStore, send_interval: float, now: float) -> bool:
     """May an automatic send be worth starting? Cheap: a few small reads, no roll-up."""
     next_attempt_at, last_auto_try_at = store.schedule()

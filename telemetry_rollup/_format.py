@@ -102,6 +102,12 @@ def status_text(st: Mapping[str, Any], now: float) -> str:
     reserved = {k: v for k, v in st.get("reserved", {}).items() if v}
     if reserved:
         lines.append("  of which           " + ", ".join(f"{k} {v:,}" for k, v in sorted(reserved.items())))
+    loc = st.get("local_only") or {}
+    if loc.get("counts"):
+        lines.append(
+            f"  kept here only     {loc['counts']:,} count(s) recorded while local or before the notice,"
+            f" never sent; deleted 30 days after their day (the last on {loc.get('until')})"
+        )
     t = st["totals"]
     lines.append(
         f"  delivered so far   {t['reports_sent']} report(s), {t['counts_sent']:,} count(s);"

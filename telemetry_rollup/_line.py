@@ -21,15 +21,29 @@ def encode_line_fast(day: str, name: str, n: int) -> bytes:
     return b'{"v":1,"d":"%s","n":"%s","c":%d}\n' % (day.encode(), name.encode(), n)
 
 
-def encode_snapshot(snapshot: dict[tuple[int, str], int]) -> tuple[bytes, dict[tuple[str, str], int]]:
-    """Counters keyed by (day number, name) -> the lines to append (one per day x name, sorted)
-    and the same counts keyed by ISO day."""
+def encode_local_line(day: str, name: str, n: int) -> bytes:
+    """A local-only line: counts recorded while the mode was ``local`` (or before the notice was
+    shown, or just before a switch to ``on``), kept on this machine and never sent.
+
+    It is line format version 2 on purpose: every version of the library keeps a line of a newer
+    version byte for byte and never sends it, so an older library reading the same buffer (a
+    downgrade) cannot send these counts either. Byte-identical to
+    ``orjson.dumps({"v": 2, "d": day, "n": name, "c": n, "local": True}) + b"\\n"``."""
+    return b'{"v":2,"d":"%s","n":"%s","c":%d,"local":true}\n' % (day.encode(), name.encode(), n)
+
+
+def encode_snapshot(
+    snapshot: dict[tuple[int, str], int], *, local: bool = False
+) -> tuple[bytes, dict[tuple[str, str], int]]:
+    """Counters keyed by (day number, name) -> the lines to append (one per day x name, sorted;
+    local-only lines with ``local``) and the same counts keyed by ISO day."""
     rollup: dict[tuple[str, str], int] = {}
     for (day, name), c in snapshot.items():
         if c > 0:
             key = (iso(day), name)
             rollup[key] = rollup.get(key, 0) + c
-    return b"".join(encode_line_fast(d, n, c) for (d, n), c in sorted(rollup.items())), rollup
+    enc = encode_local_line if local else encode_line_fast
+    return b"".join(enc(d, n, c) for (d, n), c in sorted(rollup.items())), rollup
 
 
 #: A line exactly as :func:`encode_line_fast` writes it, as (day and name, count): a valid wire

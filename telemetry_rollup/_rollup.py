@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ._codec import Rollup, add_count
 from ._days import iso, parse_iso
-from ._line import BUFFER_CAP, encode_line_fast
+from ._line import BUFFER_CAP, encode_line_fast, encode_local_line
 from ._names import DROPPED, MAX_COUNT
 
 MAX_COUNTERS_PER_REPORT = 1000
@@ -68,20 +68,31 @@ def _line(day: str, name: str, c: int) -> bytes:
     return encode_line_fast(day, name, c)
 
 
-def fit_to_cap(rollup: Rollup, foreign: Sequence[bytes], *, cap: int = BUFFER_CAP, today: str) -> tuple[bytes, int]:
-    """Encode ``rollup`` (one line per day x name) plus ``foreign`` lines within ``cap`` bytes.
+def fit_to_cap(
+    rollup: Rollup,
+    foreign: Sequence[bytes],
+    *,
+    cap: int = BUFFER_CAP,
+    today: str,
+    local: Rollup | None = None,
+) -> tuple[bytes, int]:
+    """Encode ``rollup`` (one line per day x name), ``local`` (local-only lines) and ``foreign``
+    lines within ``cap`` bytes.
 
-    When it does not fit, the oldest days go first, then foreign lines, then names of the newest
-    day. What was dropped is added under ``_dropped`` (on the newest day kept, else ``today``), so
-    the receiver learns that loss happened. Returns the bytes and the number of counts dropped.
+    When it does not fit, local-only lines go first (oldest days first: they are never sent, and
+    their loss is not counted, since ``_dropped`` would send a number about them), then the
+    oldest days, then foreign lines, then names of the newest day. What was dropped is added
+    under ``_dropped`` (on the newest day kept, else ``today``), so the receiver learns that loss
+    happened. Returns the bytes and the number of counts dropped (local-only ones excluded).
     """
     rollup = dict(rollup)
     foreign = list(foreign)
+    local_lines = [encode_local_line(d, n, c) for (d, n), c in sorted((local or {}).items()) if c > 0]
     dropped = 0
 
     def encoded() -> bytes:
         body = b"".join(_line(d, n, c) for (d, n), c in sorted(rollup.items()))
-        return body + b"".join(f + b"\n" for f in foreign)
+        return body + b"".join(local_lines) + b"".join(f + b"\n" for f in foreign)
 
     def with_dropped() -> bytes:
         if dropped:
@@ -97,7 +108,9 @@ def fit_to_cap(rollup: Rollup, foreign: Sequence[bytes], *, cap: int = BUFFER_CA
     sizes: dict[str, int] = {}
     for (d, n), c in rollup.items():
         sizes[d] = sizes.get(d, 0) + len(_line(d, n, c))
-    total = sum(sizes.values()) + sum(len(f) + 1 for f in foreign)
+    total = sum(sizes.values()) + sum(len(f) + 1 for f in foreign) + sum(map(len, local_lines))
+    while local_lines and total > budget:
+        total -= len(local_lines.pop(0))
     days = sorted(sizes)
     for d in days[:-1]:
         if total <= budget:
@@ -161,6 +174,11 @@ def choose_dropped(reports: Sequence[dict[str, Any]], *, cap: int = OUTBOX_CAP) 
 
 def expired(day: str, *, today: str, max_age_days: int = MAX_REPORT_AGE_DAYS) -> bool:
     return parse_iso(day) < parse_iso(today) - max_age_days
+
+
+def drop_expired(rollup: Rollup, *, today: str) -> Rollup:
+    """``rollup`` without its days older than 30 days (local-only counts age out silently)."""
+    return {k: c for k, c in rollup.items() if not expired(k[0], today=today)}
 
 
 def pack_requests(

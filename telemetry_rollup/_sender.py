@@ -26,11 +26,14 @@ from typing import Any, Callable, NamedTuple
 from . import _fs, _rollup, _transport
 from ._codec import Rollup, decode_lines, decode_report, encode_payload, encode_report
 from ._days import today_iso
-from ._due import is_ci
+from ._due import notice_settled, notice_time
 from ._endpoint import endpoint_problem
 from ._names import CORRUPT
 from ._store import MAX_BUFFER_READ, AppStore
 from ._version import __version__
+
+#: The run fact counted once per process that recorded anything on a CI system (_persist.run_facts).
+CI_RUN = "_run:ci"
 
 HISTORY_LEN = 30
 MIN_BACKOFF = 60.0
@@ -144,6 +147,7 @@ class Pipeline:
         when nothing would change."""
         inputs = _list(gen / "inputs", ".jsonl")
         rollup: Rollup = {}
+        local: Rollup = {}  # local-only counts: carried, never made into reports
         foreign: list[bytes] = []
         corrupt = 0
         for f in [*inputs, gen / "carry.jsonl"]:
@@ -152,11 +156,13 @@ class Pipeline:
                 continue
             dec = decode_lines(data)
             rollup = _rollup.merge(rollup, dec.rollup)
+            local = _rollup.merge(local, dec.local)
             foreign.extend(dec.foreign)
             corrupt += dec.corrupt
+        kept_local = _rollup.drop_expired(local, today=today)
         kept: list[tuple[Path, dict[str, Any]]] = []
         dropped = 0
-        changed = bool(inputs)
+        changed = bool(inputs) or len(kept_local) != len(local)
         for p in _list(gen / "reports", ".json"):
             report = decode_report(_fs.read_capped(p, MAX_BUFFER_READ, links_ok=True) or b"")
             if report is None:
@@ -181,7 +187,7 @@ class Pipeline:
         if corrupt:
             remainder[(today, CORRUPT)] = remainder.get((today, CORRUPT), 0) + corrupt
         _rollup.add_dropped(remainder, dropped, today)
-        carry, _ = _rollup.fit_to_cap(remainder, foreign, today=today)
+        carry, _ = _rollup.fit_to_cap(remainder, foreign, today=today, local=kept_local)
 
         new = self._new_gen()
         for p, r in kept:
@@ -255,13 +261,19 @@ class Pipeline:
         (``pending``: the reports to pack, by default those of ``gen``)."""
         if pending is None:
             pending = self.pending_reports(gen)
-        if not pending:
-            return []
-        sizes = [len(encode_report(r)) for _, r in pending]
-        overhead = len(encode_payload(meta, []))
         out = []
-        for batch in _rollup.pack_requests(sizes, overhead=overhead):
-            out.append(([pending[i][0] for i in batch], encode_payload(meta, [pending[i][1] for i in batch])))
+        # ``ci`` describes the counts, not the sending process: a request holds only reports that
+        # count a run on a CI system (``_run:ci``), or only reports that do not.
+        for ci in (False, True):
+            group = [pr for pr in pending if bool(pr[1]["counts"].get(CI_RUN)) is ci]
+            if not group:
+                continue
+            group_meta = {**meta, "ci": ci}
+            sizes = [len(encode_report(r)) for _, r in group]
+            overhead = len(encode_payload(group_meta, []))
+            for batch in _rollup.pack_requests(sizes, overhead=overhead):
+                reports = [group[i][1] for i in batch]
+                out.append(([group[i][0] for i in batch], encode_payload(group_meta, reports)))
         return out
 
     def send(
@@ -409,7 +421,7 @@ def run_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         "os": os_name,
         "arch": arch,
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "ci": is_ci(environ),
+        "ci": False,  # set per request from the reports' own _run:ci (request_bodies)
         "lib_version": __version__,
     }
 
@@ -519,8 +531,12 @@ def run(
             why = f"the endpoint in config.json is refused ({endpoint_problem(endpoint)})"
         elif not allow_send:
             why = "the notice was shown in this run: nothing is sent before the user could say no"
-        elif decision.source == "default" and not os.path.isfile(store.notice_file):
-            why = "the notice has not been shown yet"
+        elif decision.source == "default" and not notice_settled(store, now()):
+            why = (
+                "the notice has not been shown yet"
+                if notice_time(store) is None
+                else "the notice was shown today (UTC): nothing is sent before the next day"
+            )
         elif not force and now() < float(store.state().get("next_attempt_at", 0) or 0):
             why = "backing off after a failed attempt"
         elif not pipe.pending_reports(gen):

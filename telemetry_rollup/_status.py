@@ -27,6 +27,8 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
                   "state": "open" | "complete" | "closed",
                   "names": {"build": 280, "lint": 20}}, ...]  # every pending counter, today's too
       },
+      "local_only": {"counts": 12, "days": {"2026-11-19": 12},  # kept here, never sent
+                     "until": "2026-12-19" | null},
       "reserved": {"_dropped": 0, ...},        # reserved counters among the pending counts
       "totals": {"reports_sent": 0, "counts_sent": 0, "reports_rejected": 0,
                  "counts_rejected": 0, "counters_refused": 0},
@@ -51,6 +53,7 @@ from ._consent import MODES
 from ._endpoint import endpoint_problem, shown
 from ._line import BUFFER_CAP
 from ._names import CLAMPED, CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
+from ._rollup import MAX_REPORT_AGE_DAYS
 from ._store import MAX_BUFFER_READ, AppStore
 
 SCHEMA = 1
@@ -130,6 +133,26 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
     }, reserved
 
 
+def local_only(store: AppStore) -> dict[str, Any]:
+    """The counts kept on this machine only (recorded while local, before the notice was shown,
+    or just before a switch to on): never sent. Each day's are deleted once 30 days old (at the
+    next roll-up or compaction), so the last are kept until ``until``."""
+    days: dict[str, int] = {}
+    raw: list[Path] = [Path(store.buffer), *map(Path, store.spill_files())]
+    gen = _committed_gen(store)
+    if gen is not None:
+        raw += [*_files(gen / "inputs", ".jsonl"), gen / "carry.jsonl"]
+    for p in raw:
+        data = _fs.read_capped(p, MAX_BUFFER_READ)
+        if data:
+            for (day, _), c in decode_lines(data).local.items():
+                days[day] = days.get(day, 0) + c
+    until = None
+    if days:
+        until = _days.iso(_days.parse_iso(max(days)) + MAX_REPORT_AGE_DAYS)
+    return {"counts": sum(days.values()), "days": dict(sorted(days.items())), "until": until}
+
+
 def day_state(complete: bool, counts: int, report_counts: int) -> str:
     """The state of a pending day: "open" (today, or later after a clock jump: still counting),
     "closed" (all of it in reports waiting to be sent) or "complete" (over; closed into a report
@@ -155,8 +178,15 @@ def _next_attempt(
         return {"at": None, "why": f"the endpoint is refused ({refused}): nothing is sent"}
     if not isinstance(endpoint, str) or not endpoint:
         return {"at": None, "why": "no endpoint configured"}
-    if source == "default" and not os.path.isfile(store.notice_file):
-        return {"at": None, "why": "not before the notice has been shown (in a run that sends nothing)"}
+    if source == "default":
+        from ._due import notice_time
+
+        shown_at = notice_time(store)
+        if shown_at is None:
+            return {"at": None, "why": "not before the notice has been shown, and its UTC day is over"}
+        next_day = float((_days.day_of(shown_at) + 1) * _days.SECONDS_PER_DAY)
+        if next_day > now:
+            return {"at": next_day, "why": "not before the UTC day the notice was shown on is over"}
     if not pend["days"]:
         return {"at": None, "why": "nothing pending"}
     config = store.config()
@@ -215,6 +245,7 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "notice_shown": os.path.isfile(store.notice_file),
         "buffer": {"bytes": _fs.file_size(store.buffer), "cap": BUFFER_CAP, "spill_files": len(store.spill_files())},
         "pending": pend,
+        "local_only": local_only(store),
         "reserved": reserved,
         "totals": {k: int(totals.get(k, 0) or 0) for k in TOTAL_KEYS},
         "last_attempt": last if isinstance(last, dict) else None,

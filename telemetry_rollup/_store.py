@@ -259,6 +259,7 @@ def append(
     fast: bool,
     check: Callable[[bool], bool] | None = None,
     data: bytes | None = None,
+    local: bool = False,
 ) -> str:
     """Append coalesced lines (one per day x name) to the buffer under its lock.
 
@@ -270,13 +271,15 @@ def append(
     ``check(locked)`` runs under the buffer lock before anything is written (``off`` holds that
     lock while it deletes), or with ``locked`` False before a spill file is written: when it
     returns False nothing is written and "off" is returned. ``data``:
-    the lines of ``rollup``, when the caller has them already.
+    the lines of ``rollup``, when the caller has them already. ``local``: they are local-only
+    lines (never sent).
     """
     from . import _log
-    from ._line import BUFFER_CAP, encode_line_fast
+    from ._line import BUFFER_CAP, encode_line_fast, encode_local_line
 
     if data is None:
-        data = b"".join(encode_line_fast(d, n, c) for (d, n), c in sorted(rollup.items()) if c > 0)
+        enc = encode_local_line if local else encode_line_fast
+        data = b"".join(enc(d, n, c) for (d, n), c in sorted(rollup.items()) if c > 0)
     if not data:
         return "appended"
     try:
@@ -290,7 +293,7 @@ def append(
                 _fs.append_bytes(store.buffer, data)
                 _log.step("persist:appended")
                 return "appended"
-            _compact(store, rollup, today)
+            _compact(store, rollup, today, local=local)
             _log.step("persist:appended")
             return "compacted"
     except LockTimeout:
@@ -300,21 +303,23 @@ def append(
         return "spilled"
 
 
-def _compact(store: AppStore, rollup: dict[Any, int], today: str) -> None:
+def _compact(store: AppStore, rollup: dict[Any, int], today: str, *, local: bool = False) -> None:
     from ._codec import decode_lines
     from ._line import split_own
     from ._names import CORRUPT
-    from ._rollup import fit_to_cap, merge
+    from ._rollup import drop_expired, fit_to_cap, merge
 
     old = _fs.read_capped(store.buffer, MAX_BUFFER_READ) or b""
     own, rest = split_own(old)  # our own lines without a JSON parser: the codec reads the rest
     foreign: list[bytes] = []
-    merged = merge(own, rollup)
+    merged = own if local else merge(own, rollup)
+    local_only = rollup if local else {}
     if rest.strip():
         dec = decode_lines(rest)
         merged = merge(merged, dec.rollup)
+        local_only = merge(local_only, dec.local)
         foreign = dec.foreign
         if dec.corrupt:
             merged[(today, CORRUPT)] = merged.get((today, CORRUPT), 0) + dec.corrupt
-    out, _ = fit_to_cap(merged, foreign, today=today)
+    out, _ = fit_to_cap(merged, foreign, today=today, local=drop_expired(local_only, today=today))
     _fs.atomic_write(store.buffer, out)

@@ -107,6 +107,7 @@ class Telemetry:
         self.told_this_run = False
         self._run_counted = False
         self._timer_class: type[Timer] | None = None
+        self._tag_local = False  # the next persist's counts were made before a switch to on
         self._headers: Any = None
         if app is not None:
             self.configure(app, **options)
@@ -273,7 +274,16 @@ class Telemetry:
             return None
         store.ensure()
         self._add_run_facts(snap)
-        data, rollup = encode_snapshot(snap)
+        # Go's rule: what was counted while local, just before a switch to on, or before the
+        # notice was shown (it is shown in this persist at the earliest) stays on this machine.
+        decision = self.decision
+        local = (
+            self._tag_local
+            or decision.mode != "on"
+            or (decision.source == "default" and not os.path.lexists(store.notice_file))
+        )
+        self._tag_local = False
+        data, rollup = encode_snapshot(snap, local=local)
 
         def check(locked: bool) -> bool:
             # Checked again under the buffer lock, which ``off`` holds while it deletes: a
@@ -291,7 +301,7 @@ class Telemetry:
             return True
 
         result = _store.append(
-            store, rollup, today=today_iso(time.time()), timeout=timeout, fast=fast, check=check, data=data
+            store, rollup, today=today_iso(time.time()), timeout=timeout, fast=fast, check=check, data=data, local=local
         )
         log.debug("persisted %d counters (%s)", len(snap), result)
         return None if result == "off" else result
@@ -304,6 +314,8 @@ class Telemetry:
         if self._decision.source in ("stored", "default"):
             latest = resolve({}, self._options["env_prefix"], self._store.stored_mode(), self._options["default"])
             if latest != self._decision:
+                if self._decision.mode != "on":
+                    self._tag_local = True  # counted before the switch: never sent
                 self._decision = latest
                 self._apply_mode()
         return self._decision.mode != "off"
@@ -338,7 +350,11 @@ class Telemetry:
         from ._persist import show_notice
 
         text = notice_text(
-            self.app or "", self._options["env_prefix"], self._options["notice"], self._options["notice_url"]
+            self.app or "",
+            self._options["env_prefix"],
+            self._options["notice"],
+            self._options["notice_url"],
+            authenticates=self._headers is not None,
         )
         if show_notice(self._store, text):
             self.told_this_run = True
@@ -365,13 +381,7 @@ class Telemetry:
             from ._sender import run
 
             left = max(0.0, timeout - (time.monotonic() - start))
-            res = run(
-                self._store,
-                timeout=left,
-                include_today=include_today,
-                allow_send=not self.told_this_run,
-                headers=self._headers_now(),
-            )
+            res = run(self._store, timeout=left, include_today=include_today, headers=self._headers_now())
             dropped = res.built.dropped_counts if res.built else 0
             if res.sent is None:
                 return _result(0, 0, dropped)
@@ -394,13 +404,14 @@ class Telemetry:
     def _due(self) -> bool:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""
         decision = self.decision
-        if NO_AUTOSEND or decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
+        if NO_AUTOSEND or decision.mode != "on" or not self._options.get("endpoint"):
             return False
-        if decision.source == "default" and not os.path.lexists(self._store.notice_file):
-            return False  # nothing is sent before the notice was shown
-        from ._due import auto_due
+        from ._due import auto_due, notice_settled
 
-        return auto_due(self._store, self._options["send_interval"], time.time())
+        now = time.time()
+        if decision.source == "default" and not notice_settled(self._store, now):
+            return False  # nothing is sent before the notice was shown and its UTC day is over
+        return auto_due(self._store, self._options["send_interval"], now)
 
     def _background_pass(self) -> None:
         """The flusher's work, every ``flush_interval``: persist, and send when due.
@@ -419,7 +430,7 @@ class Telemetry:
             return
         from ._sender import run
 
-        run(self._store, timeout=5.0, allow_send=not self.told_this_run, headers=self._headers_now())
+        run(self._store, timeout=5.0, headers=self._headers_now())
 
     def _after_fork_in_child(self) -> None:
         self._counters.after_fork_in_child()

@@ -51,6 +51,15 @@ class Timer:
             self._counters.record(self._name, "error", code, seconds)
         # returning None lets the exception propagate unchanged
 
+    async def __aenter__(self) -> Timer:
+        """``async with tr.timed("x"):`` times the block like ``with`` (awaits inside it count)."""
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
     def __call__(self, func: F) -> F:
         counters, name = self._counters, self._name
         code = getattr(func, "__code__", None)

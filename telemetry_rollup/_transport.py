@@ -25,18 +25,30 @@ REJECTED = frozenset({400, 401, 403, 404, 410, 413, 422})
 MAX_ANSWER = 64 * 1024
 
 
+_OWN_HEADERS = (
+    "host",
+    "content-type",
+    "user-agent",
+    "content-length",
+    "accept-encoding",
+    "transfer-encoding",
+    "connection",
+)
+
+
 def clean_headers(headers: Any) -> dict[str, str] | None:
     """Extra request headers as a plain dict, or None when absent or malformed (then none are sent).
 
     Names and values must be non-empty strings without CR, LF or NUL; the library's own
-    Content-Type and User-Agent cannot be replaced."""
+    headers (Host, Content-Type, Content-Length, User-Agent) and the connection's
+    (Transfer-Encoding, Connection) cannot be replaced."""
     if not headers or not hasattr(headers, "items"):
         return None
     out: dict[str, str] = {}
     for k, v in headers.items():
         if not (isinstance(k, str) and isinstance(v, str) and k and v):
             return None
-        if any(c in k + v for c in "\r\n\0") or k.lower() in ("content-type", "user-agent", "content-length"):
+        if any(c in k + v for c in "\r\n\0") or k.lower() in _OWN_HEADERS:
             return None
         out[k] = v
     return out or None
@@ -266,7 +278,16 @@ def _post(
     except Exception as exc:  # pragma: no cover - requests is a dependency
         box["error"] = f"requests unavailable: {type(exc).__name__}"
         return
-    hdrs = {"Content-Type": "application/json", "User-Agent": "telemetry-rollup"}
+    # Exactly the headers TELEMETRY.md lists: Host, Content-Type, Content-Length, User-Agent,
+    # Accept-Encoding: identity (http.client adds it when absent), and the app's own. requests'
+    # other defaults (Accept, Connection) are removed (a None value removes a session header).
+    hdrs: dict[str, str | None] = {
+        "Content-Type": "application/json",
+        "User-Agent": "telemetry-rollup",
+        "Accept-Encoding": "identity",
+        "Accept": None,
+        "Connection": None,
+    }
     hdrs.update(headers)
     _local.conns = conns
     session = _session()

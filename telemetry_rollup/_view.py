@@ -93,6 +93,15 @@ def _section(v: AppView, now: float) -> str:
         f" Change it with <code>python -m telemetry_rollup on|local|off --app {esc(app)}</code>"
         f" or <code>{esc(st['env_var'])}=on|local|off</code>.</p>",
         f'<p class="next">Pending: {pending:,} count(s); next send: {esc(when_next)}.</p>',
+        *(
+            [
+                f'<p class="local-only" data-value="{loc["counts"]}">Kept on this machine only, never sent:'
+                f" {loc['counts']:,} count(s) recorded while local or before the notice was shown;"
+                f" deleted 30 days after their day (the last on {esc(str(loc['until']))}).</p>"
+            ]
+            if (loc := st.get("local_only") or {}).get("counts")
+            else []
+        ),
         '<div class="grid">',
         *(chart_html(c) for c in charts(v)),
         "</div>",

@@ -93,7 +93,11 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
         action="store_true",
         help="the bodies as sent, one per line, nothing else, but the machine_key proof redacted",
     )
-    sh.add_argument("--include-today", action="store_true", help="also today's counts, as flush --include-today would send them (changes nothing)")
+    sh.add_argument(
+        "--include-today",
+        action="store_true",
+        help="also today's counts, as flush --include-today would send them (changes nothing)",
+    )
 
     v = sub.add_parser("view", help="write a local HTML page of what is recorded and would be sent, and open it")
     app_option(v, "only this app (default: every app on this machine)")
@@ -399,12 +403,12 @@ def show_bodies(
     POST, with the machine key redacted, and notes on why less or nothing is sent. Writes
     nothing: the reports the send will make are computed, not made."""
     import time
+    from pathlib import Path
 
     from ._control import forget_body, forget_requests, opted_out_by_env
     from ._days import today_iso
+    from ._due import notice_settled
     from ._endpoint import endpoint_problem, shown
-    from pathlib import Path
-
     from ._sender import Pipeline, decide, meta_for
 
     bodies: list[tuple[str, str | None, bytes]] = []
@@ -449,8 +453,16 @@ def show_bodies(
         notes.append(f"the endpoint in config.json is refused ({refused}): nothing is sent")
     elif url is None:
         notes.append("no endpoint is configured: nothing is sent")
-    elif decision.source == "default" and not os.path.isfile(store.notice_file):
-        notes.append("nothing is sent before the notice has been shown once")
+    elif decision.source == "default" and not notice_settled(store, time.time()):
+        notes.append("nothing is sent before the notice has been shown once and its UTC day is over")
+    from ._status import local_only
+
+    loc = local_only(store)
+    if loc["counts"]:
+        notes.append(
+            f"{loc['counts']} count(s) recorded while local or before the notice are kept on this machine"
+            f" only and never sent (deleted by {loc['until']})"
+        )
     return bodies, notes
 
 

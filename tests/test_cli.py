@@ -409,7 +409,11 @@ def test_example_tool(home: Path, receiver: Receiver) -> None:
     res = acme("telemetry", "status", "--json")
     assert res.returncode == 0, res.stderr
     (st,) = json.loads(res.stdout)["apps"]
-    assert st["app"] == "acme" and st["pending"]["counts"] == 2  # build, and _run:script once per run
+    # build, and _run:script once per run: counted before the notice was shown, so never sent
+    assert st["app"] == "acme" and st["pending"]["counts"] == 0 and st["local_only"]["counts"] == 2
+    assert acme("build").returncode == 0  # after the notice: sendable (the next UTC day)
+    (st,) = json.loads(acme("telemetry", "status", "--json").stdout)["apps"]
+    assert st["pending"]["counts"] == 2 and st["local_only"]["counts"] == 2
     res = acme("telemetry", "off")
     assert res.returncode == 0 and "acme: telemetry is off" in res.stdout
     assert acme("build").stdout == "building...\n"

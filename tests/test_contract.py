@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -79,7 +81,10 @@ def test_the_tools_own_telemetry_command_sends_nothing(home: Path, receiver: Rec
     env = clean_env(home)
     res = subprocess.run(
         [sys.executable, "-c", HOST_COUNTING_EVERY_COMMAND, receiver.url, "telemetry", *command.split()],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 0, res.stderr
     assert not [p for p in listing(home / "acme") if p.startswith("autosend.")]  # no sender was started
@@ -89,6 +94,265 @@ def test_the_tools_own_telemetry_command_sends_nothing(home: Path, receiver: Rec
     if command in ("status", "show"):
         res = subprocess.run(
             [sys.executable, "-c", HOST_COUNTING_EVERY_COMMAND, receiver.url, "build"],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert receiver.wait_for(1)
+
+
+# -- item 3: what was counted while local (or before the notice) never leaves ---------------------
+def _host(url: str, *lines: str) -> str:
+    return "\n".join(
+        ["import subprocess, sys, telemetry_rollup as tr", f"tr.configure('acme', endpoint={url!r}, flush_interval=0)"]
+        + list(lines)
+    )
+
+
+def _mode(home: Path, mode: str) -> None:
+    res = run_cli(home, mode, "--app", "acme")
+    assert res.returncode == 0, res.stderr
+
+
+def test_counts_made_while_local_never_leave_after_a_switch_to_on(home: Path, receiver: Receiver) -> None:
+    _mode(home, "local")
+    env = clean_env(home)
+    run = lambda code: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    assert run(_host(receiver.url, "tr.count('while_local', 5)")).returncode == 0
+    st = json.loads(run_cli(home, "status", "--json").stdout)["apps"][0]
+    assert st["local_only"]["counts"] == 6  # while_local 5 and the run's _run:script
+    assert st["local_only"]["until"] == day(30) and st["pending"]["counts"] == 0
+    assert "kept here only" in run_cli(home, "status").stdout
+    # A process that was counting while local and sees the user's switch to on only at its next
+    # persist: what it counted before is local too; what it counts after that persist is sent.
+    switch = [sys.executable, "-m", "telemetry_rollup", "on", "--app", "acme"]
+    code = _host(
+        receiver.url,
+        "tr.count('local_then_on', 7)",
+        f"subprocess.run({switch!r}, check=True, capture_output=True)",
+        "tr.flush()",
+        "tr.count('after_on', 3)",
+    )
+    res = run(code)
+    assert res.returncode == 0, res.stderr
+    assert run_cli(home, "flush", "--app", "acme", "--include-today").returncode == 0
+    assert receiver.totals() == {"after_on": 3}
+    # The local-only counts are still here (status), and a later flush sends them neither.
+    assert json.loads(run_cli(home, "status", "--json").stdout)["apps"][0]["local_only"]["counts"] == 6 + 7 + 1
+    assert run_cli(home, "flush", "--app", "acme", "--include-today").returncode == 0
+    assert receiver.totals() == {"after_on": 3}
+
+
+def test_counts_made_before_the_notice_never_leave(home: Path, receiver: Receiver) -> None:
+    env = clean_env(home)
+    first = subprocess.run(
+        [sys.executable, "-c", _host(receiver.url, "tr.count('before_notice', 2)")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "acme collects" in first.stderr  # the notice, in this run
+    (home / "acme" / "notice").write_text("0")  # as if shown long ago: the time rule is item 4's test
+    second = subprocess.run(
+        [sys.executable, "-c", _host(receiver.url, "tr.count('after_notice', 4)")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 0 and second.stderr == ""
+    assert run_cli(home, "flush", "--app", "acme", "--include-today").returncode == 0
+    assert receiver.totals() == {"after_notice": 4, "_run:script": 1}
+
+
+def test_an_older_library_reading_the_buffer_sends_no_local_only_count(
+    home: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Local-only lines are of a newer line format: the version before this rule keeps them and never sends them."""
+    repo = Path(__file__).resolve().parent.parent
+    old = tmp_path / "old"
+    old.mkdir()
+    commit = "39bd250"  # the library before local-only counts existed
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", commit, "telemetry_rollup"], capture_output=True, timeout=60
+    )
+    if archive.returncode != 0:
+        pytest.skip("needs the git history (not in an sdist)")
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True, timeout=60)
+    _mode(home, "local")
+    env = clean_env(home)
+    subprocess.run(
+        [sys.executable, "-c", _host(receiver.url, "tr.count('while_local', 5)")], env=env, check=True, timeout=60
+    )
+    _mode(home, "on")
+    subprocess.run(
+        [sys.executable, "-c", _host(receiver.url, "tr.count('after_on', 1)")], env=env, check=True, timeout=60
+    )
+    env_old = {**env, "PYTHONPATH": str(old)}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import telemetry_rollup, sys; assert telemetry_rollup.__file__.startswith(sys.argv[1]);"
+            "from telemetry_rollup.cli import main;"
+            "raise SystemExit(main(['flush', '--app', 'acme', '--include-today']))",
+            str(old),
+        ],
+        env=env_old,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert receiver.totals() == {"after_on": 1, "_run:script": 1}
+    assert b'"local":true' in b"".join(p.read_bytes() for p in (home / "acme").rglob("*.jsonl"))
+
+
+# -- item 4: the notice rule is in time, not in runs --------------------------------------------
+DAEMON = """
+import select, sys, threading, time, telemetry_rollup as tr
+tr.configure("acme", endpoint=sys.argv[1], flush_interval=0.5, send_interval=60)
+start = time.time()
+tr.count("before_notice")
+tr.flush()  # shows the notice: these counts stay here
+with open(sys.argv[2], "w") as f:
+    f.write(str(time.time()))
+end = float(sys.argv[3])
+while time.time() < end:
+    tr.count("tick")
+    select.select([], [], [], 0.05)  # time.sleep fails under faketime with a real monotonic clock
+"""
+
+
+@pytest.mark.skipif(not shutil.which("faketime"), reason="faketime not installed")
+def test_a_daemon_that_showed_the_notice_sends_from_the_next_utc_day(
+    home: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    day1 = dt.date(2030, 1, 1)
+    midnight = dt.datetime(2030, 1, 2, tzinfo=dt.timezone.utc).timestamp()
+    shown_at = tmp_path / "shown_at"
+    res = subprocess.run(
+        [
+            "faketime",
+            "-f",
+            "@2030-01-01 23:59:40 x4",
+            sys.executable,
+            "-c",
+            DAEMON,
+            receiver.url,
+            str(shown_at),
+            str(midnight + 30),
+        ],
+        env=clean_env(home, DONT_FAKE_MONOTONIC="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "acme collects" in res.stderr
+    if float(shown_at.read_text()) >= midnight:
+        pytest.skip("the machine was too slow to show the notice before the fake midnight")
+    assert receiver.bodies, "the daemon that showed the notice never sent"
+    reports = [r for b in receiver.json_bodies() for r in b["reports"]]
+    assert {r["day"] for r in reports} == {day1.isoformat()}
+    assert "before_notice" not in receiver.totals() and receiver.totals()["tick"] > 0
+
+
+# -- item 7: ci describes the counts, not the process that sends them --------------------------------
+def test_ci_describes_the_counts_not_the_sending_process(home: Path, receiver: Receiver) -> None:
+    plant(home, "acme", {}, endpoint=receiver.url)
+    (home / "acme" / "notice").write_text("0")
+    env = clean_env(home)
+    code = _host(receiver.url, "tr.count('build')")
+    subprocess.run([sys.executable, "-c", code], env={**env, "CI": "true"}, check=True, timeout=60)
+    assert run_cli(home, "flush", "--app", "acme", "--include-today").returncode == 0  # no CI variable here
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    assert run_cli(home, "flush", "--app", "acme", "--include-today", GITHUB_ACTIONS="true").returncode == 0
+    got = [(b["ci"], sorted(k for r in b["reports"] for k in r["counts"])) for b in receiver.json_bodies()]
+    assert got == [(True, ["_run:ci", "_run:script", "build"]), (False, ["_run:script", "build"])]
+
+
+# -- item 6: the headers on the wire are exactly the documented ones ---------------------------------
+def _documented_headers() -> set[str]:
+    text = (Path(__file__).resolve().parent.parent / "TELEMETRY.md").read_text()
+    para = text.split("**Request headers.** Every request carries exactly these headers:", 1)[1].split(
+        "; nothing else"
+    )[0]
+    return {h for h in re.findall(r"`([A-Za-z-]+)`", para) if h[0].isupper()}
+
+
+def test_exactly_the_documented_headers_arrive_and_a_tool_with_headers_is_not_called_anonymous(
+    home: Path, receiver: Receiver
+) -> None:
+    assert _documented_headers() == {"Host", "Content-Type", "Content-Length", "User-Agent", "Accept-Encoding"}
+    env = clean_env(home)
+    code = "\n".join(
+        [
+            "import sys, telemetry_rollup as tr",
+            f"tr.configure('acme', endpoint={receiver.url!r}, headers={{'Authorization': 'Bearer t0k'}})",
+            "tr.count('build')",
+            "print(tr.send(5, include_today=True))",
+        ]
+    )
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "acme collects" in first.stderr and "anonymous" not in first.stderr and "sign-in" in first.stderr
+    (home / "acme" / "notice").write_text("0")
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert second.stdout.startswith("SendResult(sent=1"), second.stdout + second.stderr
+    plant(home, "acme", {(day(-1), "lint"): 1}, endpoint=receiver.url)
+    assert run_cli(home, "flush", "--app", "acme").returncode == 0
+    assert [set(h) for h in receiver.request_headers] == [
+        _documented_headers() | {"Authorization"},
+        _documented_headers(),
+    ]
+    other = subprocess.run(
+        [sys.executable, "-c", "import telemetry_rollup as tr; tr.configure('other'); tr.count('x')"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "other collects anonymous usage counts" in other.stderr
+
+
+# -- item 9: async with ---------------------------------------------------------------------------
+ASYNC_HOST = """
+import asyncio, telemetry_rollup as tr
+tr.configure("acme", default="local")
+
+async def main():
+    async with tr.timed("fetch"):
+        await asyncio.sleep(0.02)
+    try:
+        async with tr.timed("fetch") as t:
+            raise KeyError("secret message")
+    except KeyError:
+        pass
+    async with tr.timed("fetch") as t:
+        t.error("timeout")
+
+asyncio.run(main())
+"""
+
+
+def test_async_with_timed_counts_outcomes_and_durations(home: Path) -> None:
+    res = subprocess.run([sys.executable, "-c", ASYNC_HOST], env=clean_env(home), capture_output=True, text=True)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    got: dict[str, int] = {}
+    for line in (home / "acme" / "buffer.jsonl").read_text().splitlines():
+        obj = json.loads(line)
+        got[obj["n"]] = got.get(obj["n"], 0) + obj["c"]
+    assert {k: v for k, v in got.items() if not k.startswith(("_run", "fetch:dur"))} == {
+        "fetch": 3,
+        "fetch:ok": 1,
+        "fetch:error": 2,
+        "fetch:error:KeyError": 1,
+        "fetch:error:timeout": 1,
+    }
+    assert sum(v for k, v in got.items() if k.startswith("fetch:dur:")) == 3
+    assert "secret" not in (home / "acme" / "buffer.jsonl").read_text()

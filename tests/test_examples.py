@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cli_helpers import notice_shown_yesterday
 from receiver import Receiver, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,10 @@ def test_codegraph_cli_and_stdio_server(home: Path, receiver: Receiver, tmp_path
 
     r = run(CODEGRAPH, "index", str(proj), env=env)
     assert r.returncode == 0 and "`codegraph telemetry off`" in r.stderr  # first-run notice
+    # What that run counted stays on this machine (counted before the notice); from the next UTC
+    # day on, what is counted after it is sent.
+    notice_shown_yesterday(home, "codegraph")
+    assert run(CODEGRAPH, "index", str(proj), env=env).returncode == 0
     assert run(CODEGRAPH, "query", f"where is {m}", env=env).returncode == 0
     assert run(CODEGRAPH, "install", "--target", "cursor", "--scope", "global", env=env).returncode == 0
 
@@ -187,6 +192,9 @@ def test_altimate_concurrent_sessions_two_tier(home: Path, receiver: Receiver) -
     r = run(ALTIMATE, "run", "--sessions", "4", *args, env=anon)
     assert r.returncode == 0 and "altimate collects" in r.stderr
     assert receiver.bodies == []  # nothing before the user could say no
+    notice_shown_yesterday(home, "altimate")  # the notice's UTC day is over: sends may go
+    r = run(ALTIMATE, "run", "--sessions", "4", *args, env=anon)  # counted after the notice: sent
+    assert r.returncode == 0 and r.stderr == ""
 
     # Signed in: the bearer token goes in the header of this process's own send; a 401 keeps all.
     signed = {**anon, "ALTIMATE_TOKEN": f"tok-{m}"}
@@ -218,6 +226,8 @@ def test_cli_policy(home: Path, receiver: Receiver) -> None:
     env = {"YOURCLI_TELEMETRY_ENDPOINT": receiver.url, "API_KEY": m}
     r = run(YOURCLI, "build", env=env)
     assert r.returncode == 0 and "yourcli collects anonymous usage data" in r.stderr  # the first-run notice
+    notice_shown_yesterday(home, "yourcli")  # that run's counts stay here; the next UTC day, later ones go
+    assert run(YOURCLI, "build", env=env).returncode == 0
     r = run(YOURCLI, "build", "--manifest", f"/home/{m}/app.json", env=env)
     assert r.returncode == 1 and m in r.stderr and "yourcli collects" not in r.stderr  # notice once only
     assert run(YOURCLI, "deploy", f"prod-{m}", env=env).returncode == 1
@@ -278,6 +288,8 @@ def test_cli_policy_against_the_reference_server(home: Path, tmp_path: Path) -> 
     server = Server(f"sqlite:///{tmp_path / 'ref.db'}", tmp_path)
     try:
         env = {"YOURCLI_TELEMETRY_ENDPOINT": server.url + "/v1/rollups"}
+        assert run(YOURCLI, "build", env=env).returncode == 0  # the notice: these counts stay here
+        notice_shown_yesterday(home, "yourcli")
         assert run(YOURCLI, "build", env=env).returncode == 0
         assert run(YOURCLI, "build", "--manifest", "x.json", env=env).returncode == 1
         r = run(YOURCLI, "telemetry", "flush", "--include-today", env=env)

@@ -127,7 +127,12 @@ def test_no_send_in_the_run_that_showed_the_notice(home: Path, receiver: Receive
     assert proc.stdout == "SendResult(sent=0, kept=0, dropped=0)\n"
     time.sleep(1.0)
     assert receiver.connections == 0
-    proc = run_py(f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); print(tr.send(3))')
+    send = f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); print(tr.send(3))'
+    proc = run_py(send)  # the same UTC day: still nothing
+    assert proc.stderr == "" and proc.stdout == "SendResult(sent=0, kept=0, dropped=0)\n"
+    assert receiver.connections == 0
+    Path(store.notice_file).write_text(str(int(time.time()) - 86400))  # the notice's UTC day is over
+    proc = run_py(send)
     assert proc.stderr == "" and proc.stdout == "SendResult(sent=1, kept=0, dropped=0)\n"
     assert receiver.totals() == {"yesterday": 3}
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import Receiver, clean_env, day, listing, plant, run_cli, run_host
+from cli_helpers import Receiver, clean_env, day, listing, notice_shown_yesterday, plant, run_cli, run_host
 
 NOTICE_START = "acme collects anonymous usage counts"
 
@@ -57,7 +57,12 @@ def test_notice_once_and_nothing_sent_in_that_run(tmp_path: Path, receiver: Rece
     assert "ACME_TELEMETRY=0" in err and "DO_NOT_TRACK=1" in err and "off --app acme" in err
     time.sleep(2.0)  # room for a detached sender, were one started: none may be
     assert receiver.bodies == []
-    # the second run: no notice, and now it sends (what both runs counted on completed days)
+    # a second run the same UTC day: no notice, and still nothing is sent
+    out, err = host(home, receiver.url, "send")
+    assert err == "" and out == "host output\nsent 0\n" and receiver.bodies == []
+    # a run after the UTC day of the notice is over sends (what was counted on completed days;
+    # what was counted before the notice stays here)
+    notice_shown_yesterday(home, "acme")
     out, err = host(home, receiver.url, "send")
     assert err == "" and out == "host output\nsent 1\n"
     (body,) = receiver.json_bodies()
@@ -73,7 +78,12 @@ def test_no_detached_sender_in_the_run_that_told(tmp_path: Path, receiver: Recei
     assert NOTICE_START in err
     time.sleep(2.5)
     assert receiver.bodies == []
-    _, err = host(home, receiver.url, "exit")  # a later run's exit hook sends in the background
+    _, err = host(home, receiver.url, "exit")  # a later run the same UTC day sends nothing either
+    assert err == ""
+    time.sleep(2.0)
+    assert receiver.bodies == []
+    notice_shown_yesterday(home, "acme")
+    _, err = host(home, receiver.url, "exit")  # a run the next day sends in the background
     assert err == ""
     assert receiver.wait_for(1)
     assert receiver.json_bodies()[0]["reports"][0]["counts"] == {"early": 4}
@@ -190,7 +200,8 @@ def test_public_status_is_the_json_status_of_the_app(tmp_path: Path) -> None:
     before, after = (json.loads(line) for line in res.stdout.splitlines())
     assert before == {}
     assert (after["app"], after["mode"], after["source"]) == ("acme", "local", "default")
-    assert after["pending"]["days"][0]["counts"] == after["pending"]["counts"] == 4  # build x3, _run:script
+    # local: build x3 and _run:script are kept here only, never sent
+    assert after["pending"]["counts"] == 0 and after["local_only"]["counts"] == 4
     assert after["buffer"]["bytes"] == (home / "acme" / "buffer.jsonl").stat().st_size
 
 

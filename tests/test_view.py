@@ -63,9 +63,8 @@ def test_view_writes_the_page(home: Path, tmp_path: Path) -> None:
     # The only URL is the endpoint, printed as text.
     assert set(re.findall(r"https?://[^\s\"<,]+", html)) == {"http://127.0.0.1:9/v1/rollups"}
     assert 'data-mode="local"' in html and "ACME_TELEMETRY=&quot;local&quot; is set in this environment" in html
-    pending = html.split('data-chart="pending_days"')[1].split("</figure>")[0]
-    # 3 + 4 builds, 2 lints, 2 _run:script
-    assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', pending) == ["11"]
+    # 3 + 4 builds, 2 lints, 2 _run:script: counted while local, so kept here only and never sent
+    assert re.findall(r'<p class="local-only" data-value="(\d+)"', html) == ["11"]
     assert "nothing sent yet" in html
     assert "mode is local (ACME_TELEMETRY): this is what would be sent; nothing is" in html
     # Without --out: a new temp file, its path printed.
