@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from ._timed import Timer
 
     class SendResult(NamedTuple):
-        """What a :meth:`Telemetry.send` call did, in reports."""
+        """What a :meth:`Telemetry.send` call did, in reports: ``sent`` acknowledged by the
+        receiver (2xx), ``kept`` for a later attempt, ``dropped`` refused by the receiver for good
+        (a final 4xx: deleted, never retried; ``status()`` counts them as rejected)."""
 
         sent: int = 0
         kept: int = 0
@@ -55,7 +57,11 @@ def _result(sent: int = 0, kept: int = 0, dropped: int = 0) -> SendResult:
             ("sent", "kept", "dropped"),
             module=__name__,
             defaults=(0, 0, 0),
-            doc="What a :meth:`Telemetry.send` call did, in reports.",
+            doc=(
+                "What a :meth:`Telemetry.send` call did, in reports: ``sent`` acknowledged by the"
+                " receiver (2xx), ``kept`` for a later attempt, ``dropped`` refused by the receiver for"
+                " good (a final 4xx: deleted, never retried; ``status()`` counts them as rejected)."
+            ),
         )
     return cls(sent, kept, dropped)  # type: ignore[no-any-return]
 
@@ -382,9 +388,9 @@ class Telemetry:
 
             left = max(0.0, timeout - (time.monotonic() - start))
             res = run(self._store, timeout=left, include_today=include_today, headers=self._headers_now())
-            dropped = res.built.dropped_counts if res.built else 0
             if res.sent is None:
-                return _result(0, 0, dropped)
+                return _result()
+            # dropped: reports the receiver refused for good (a final 4xx), deleted, never retried
             return _result(res.sent.sent, res.sent.kept, res.sent.rejected)
         except Exception as exc:
             log.debug("send failed: %r", exc)

@@ -356,3 +356,36 @@ def test_async_with_timed_counts_outcomes_and_durations(home: Path) -> None:
     }
     assert sum(v for k, v in got.items() if k.startswith("fetch:dur:")) == 3
     assert "secret" not in (home / "acme" / "buffer.jsonl").read_text()
+
+
+# -- item 8: README's API table is the real signatures ------------------------------------------------
+def _plain_signature(name: str, func: object) -> str:
+    """``name(a, b=1, *, c=None, **options)``: the signature without annotations, as README writes it."""
+    import inspect
+
+    parts = []
+    star = False
+    for p in inspect.signature(func).parameters.values():  # type: ignore[arg-type]
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        text = ("**" if p.kind is p.VAR_KEYWORD else "*" if p.kind is p.VAR_POSITIONAL else "") + p.name
+        if p.default is not p.empty:
+            text += "=" + (f'"{p.default}"' if isinstance(p.default, str) else repr(p.default))
+        parts.append(text)
+    return f"{name}({', '.join(parts)})"
+
+
+def test_readme_api_table_is_the_real_signatures() -> None:
+    import telemetry_rollup as tr
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("| call | does |", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| `([A-Za-z_]+\(.*?\))` \|", table, re.MULTILINE)
+    names = [d.split("(")[0] for d in documented]
+    assert sorted(names) == sorted([*(set(tr.__all__) - {"SendResult", "__version__"})])
+    for doc in documented:
+        name = doc.split("(")[0]
+        assert doc == _plain_signature(name, getattr(tr, name)), name
+    assert tr.SendResult._fields == ("sent", "kept", "dropped")
+    assert "refused by the receiver for good" in (tr.SendResult.__doc__ or "")
