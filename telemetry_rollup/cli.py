@@ -112,7 +112,7 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
     f.add_argument("--timeout", type=float, default=10.0, help="seconds for the whole run, per app (default 10)")
     f.add_argument("--if-due", action="store_true", help="automatic run: respect back-off and the send interval")
     f.add_argument("--include-today", action="store_true", help="also close and send today's counts (CI, containers)")
-    f.add_argument("--quiet", action="store_true", help="print nothing")
+    f.add_argument("--quiet", action="store_true", help="print nothing (the exit code still tells)")
     if app is None:
         s = sub.add_parser(
             "serve", help="run the reference ingest server (extra: telemetry-rollup[server])", add_help=False
@@ -495,6 +495,11 @@ def _emit_show(
     out.write(show_text(app, bodies, notes) + "\n")
 
 
+#: ``flush``'s exit code when the receiver refused reports for good (a final 4xx: they were deleted
+#: and are counted as rejected by ``status``); 1 means something was kept for a later attempt.
+EXIT_REJECTED = 3
+
+
 def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     import time
 
@@ -512,14 +517,16 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if not args.quiet and (fres.acknowledged or fres.kept or fres.expired):
             out.write(_describe_forget(fres) + "\n")
         if fres.kept and not args.if_due:
-            code = 1
+            code = max(code, 1)
         if args.if_due:
             interval = store.config().get("send_interval", 3600.0)
             if not isinstance(interval, (int, float)) or not auto_due(store, float(interval), time.time()):
                 continue
         res = run(store, timeout=args.timeout, include_today=args.include_today, force=not args.if_due)
-        if res.sent is not None and res.sent.kept:
-            code = 1
+        if res.sent is not None and res.sent.rejected:
+            code = max(code, EXIT_REJECTED)
+        elif res.sent is not None and res.sent.kept:
+            code = max(code, 1)
         if not args.quiet:
             out.write(_describe(res) + "\n")
     return code

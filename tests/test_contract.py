@@ -389,3 +389,32 @@ def test_readme_api_table_is_the_real_signatures() -> None:
         assert doc == _plain_signature(name, getattr(tr, name)), name
     assert tr.SendResult._fields == ("sent", "kept", "dropped")
     assert "refused by the receiver for good" in (tr.SendResult.__doc__ or "")
+
+
+# -- item 10: flush's exit codes, --quiet, off --keep-remote --------------------------------------------
+@pytest.mark.parametrize(("status", "code"), [(400, 3), (503, 1), (200, 0)])
+def test_flush_exit_code_says_rejected_for_good(home: Path, status: int, code: int) -> None:
+    with Receiver(status=status) as rec:
+        plant(home, "acme", {(day(-1), "build"): 1}, endpoint=rec.url)
+        (home / "acme" / "notice").write_text("0")
+        quiet = run_cli(home, "flush", "--app", "acme", "--quiet")
+        assert (quiet.returncode, quiet.stdout, quiet.stderr) == (code, "", "")
+        st = json.loads(run_cli(home, "status", "--json").stdout)["apps"][0]
+        assert st["totals"]["reports_rejected"] == (1 if status == 400 else 0)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "3: the receiver refused reports for" in readme and "`--quiet` prints nothing" in readme
+
+
+def test_off_keep_remote_deletes_everything_and_sends_nothing(home: Path, receiver: Receiver) -> None:
+    plant(home, "acme", {(day(-1), "build"): 1}, endpoint=receiver.url)
+    (home / "acme" / "notice").write_text("0")
+    assert run_cli(home, "flush", "--app", "acme").returncode == 0  # the machine now has an id
+    n = len(receiver.bodies)
+    bad = run_cli(home, "off", "--keep-remote")
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "--app" in bad.stderr
+    res = run_cli(home, "off", "--app", "acme", "--keep-remote", "--timeout", "2")
+    assert res.returncode == 0, res.stderr
+    assert "skipped (--keep-remote)" in res.stdout
+    assert listing(home / "acme") == {"mode.json"}
+    time.sleep(0.5)
+    assert len(receiver.bodies) == n
