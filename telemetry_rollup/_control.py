@@ -108,7 +108,10 @@ def set_mode(
         with store.lock_sender(sender_wait):
             with store.lock_buffer(BUFFER_LOCK_WAIT, fast=False):
                 old_ids = _ids_to_forget(store)
-                deleted = store.delete_data(keep=("mode.json", "forget.json"))
+                from ._view import remove_pages
+
+                pages = remove_pages(store.dir)  # they hold the machine id and request bodies
+                deleted = store.delete_data(keep=("mode.json", "forget.json")) + pages
             forget = ""
             if not keep_remote and old_ids and endpoint is not None:
                 for old_id, key in old_ids:
@@ -272,10 +275,30 @@ def _retry_forget_locked(
 
 
 # -- a new machine id -------------------------------------------------------------------------
-def reset_id(store: AppStore, *, timeout: float = SENDER_LOCK_WAIT) -> str:
-    """Replace the machine's key, so its id. Reports carry no id on disk (they are stamped at
-    send time), so every pending report goes out under the new one and nothing else changes."""
+def reset_id(
+    store: AppStore,
+    *,
+    timeout: float = SENDER_LOCK_WAIT,
+    request_timeout: float = DEFAULT_TIMEOUT,
+    environ: Mapping[str, str] | None = None,
+    now: Callable[[], float] = time.time,
+) -> tuple[str, str]:
+    """Replace the machine's key, so its id, and ask the receiver to forget the old id, as
+    ``off`` does: the deletion request for the old id, signed with the OLD key, is stored in
+    ``forget.json`` before that key is discarded, then tried at once (later ``flush`` runs retry
+    it). Reports carry no id on disk (they are stamped at send time), so every pending report
+    goes out under the new id. Returns (new id, what happened to the deletion request)."""
     from . import _identity
 
+    env = os.environ if environ is None else environ
+    endpoint = shown(store.config().get("endpoint"))
     with store.lock_sender(timeout):
-        return _identity.reset(store.dir).machine_id
+        old_ids = _ids_to_forget(store)
+        if old_ids and endpoint is not None:
+            for old_id, key in old_ids:
+                _add_forget(store, old_id, endpoint, env_prefix(store), now(), key)
+        new = _identity.reset(store.dir).machine_id
+        forget = ""
+        if old_ids and endpoint is not None:
+            forget = _forget_summary(_retry_forget_locked(store, env, timeout=request_timeout, force=True, now=now))
+        return new, forget

@@ -369,12 +369,17 @@ def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ._control import effective, reset_id
 
     store = _one_store(args.app)
+    if not store.exists():
+        err.write(f"{store.app} has recorded nothing on this machine: it has no machine id\n")
+        return 1
     if store.stored_mode() == "off" or effective(store, os.environ).mode == "off":
         err.write(f"{store.app}: telemetry is off: no machine id is kept\n")
         return 1
     old = _shown_id(store)
-    new = reset_id(store)
+    new, forget = reset_id(store)
     out.write(f"{store.app}: machine id {old or '(none)'} -> {new}; pending reports will be sent under it.\n")
+    if forget:
+        out.write(f"{store.app}: deletion request for the old machine id: {forget}\n")
     return 0
 
 

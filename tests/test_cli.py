@@ -328,7 +328,9 @@ def test_reset_id(home: Path, receiver: Receiver) -> None:
     assert res.returncode == 0 and second != first and f"{first} -> {second}" in res.stdout
     assert second_key not in res.stdout
     assert run_cli(home, "flush", "--app", "acme").returncode == 0
-    assert receiver.json_bodies()[0]["machine_id"] == second
+    forget, report = receiver.json_bodies()  # the old id's deletion request (reset-id), the report
+    assert forget == {"schema": 2, "app": "acme", "machine_id": first, "machine_key": first_key, "forget": True}
+    assert report["machine_id"] == second
     assert main_inproc("off", "--app", "acme")[0] == 0
     code, _, err = main_inproc("reset-id", "--app", "acme")
     assert code == 1 and "off" in err and not (home / "acme" / "machine_key").exists()

@@ -418,3 +418,76 @@ def test_off_keep_remote_deletes_everything_and_sends_nothing(home: Path, receiv
     assert listing(home / "acme") == {"mode.json"}
     time.sleep(0.5)
     assert len(receiver.bodies) == n
+
+
+# -- item 11: reset-id and off -------------------------------------------------------------------------
+def test_reset_id_for_an_app_that_never_ran_creates_nothing(home: Path) -> None:
+    res = run_cli(home, "reset-id", "--app", "nosuchapp")
+    assert res.returncode == 1 and res.stdout == "" and len(res.stderr.splitlines()) == 1
+    assert "nosuchapp has recorded nothing" in res.stderr
+    assert not home.exists() or listing(home) == set()
+
+
+def test_reset_id_asks_to_forget_the_old_id_signed_with_the_old_key(home: Path, receiver: Receiver) -> None:
+    from helpers import identity
+
+    from telemetry_rollup._identity import derive_id
+
+    plant(home, "acme", {(day(-1), "build"): 1}, endpoint=receiver.url)
+    (home / "acme" / "notice").write_text("0")
+    assert run_cli(home, "flush", "--app", "acme").returncode == 0
+    old_id, old_key = identity(home / "acme")
+    res = run_cli(home, "reset-id", "--app", "acme")
+    assert res.returncode == 0 and "deletion request for the old machine id: acknowledged" in res.stdout
+    assert old_key not in res.stdout + res.stderr
+    new_id, _ = identity(home / "acme")
+    assert new_id != old_id
+    body = receiver.json_bodies()[-1]
+    assert body == {"schema": 2, "app": "acme", "machine_id": old_id, "machine_key": old_key, "forget": True}
+    assert derive_id(body["machine_key"]) == body["machine_id"]  # the server's format-2 proof holds
+    assert not (home / "acme" / "forget.json").exists()  # acknowledged
+
+
+def test_reset_id_keeps_the_deletion_request_when_the_server_is_down(home: Path) -> None:
+    from helpers import identity
+
+    with Receiver(status=503) as down:
+        plant(home, "acme", {}, endpoint=down.url)
+        (home / "acme" / "mode.json").write_text('{"mode": "on", "at": "2020-01-01T00:00:00Z"}')
+        assert run_cli(home, "flush", "--app", "acme", "--include-today").returncode in (0, 1)
+        (home / "acme" / "machine_key").unlink(missing_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from telemetry_rollup import _identity; import sys; _identity.load(sys.argv[1], create=True)",
+                str(home / "acme"),
+            ],
+            check=True,
+            timeout=60,
+        )
+        old_id, old_key = identity(home / "acme")
+        res = run_cli(home, "reset-id", "--app", "acme")
+        assert res.returncode == 0 and "kept for a later flush" in res.stdout
+    kept = json.loads((home / "acme" / "forget.json").read_text())["requests"]
+    assert [(r["machine_id"], r["machine_key"]) for r in kept] == [(old_id, old_key)]
+
+
+def test_off_removes_the_view_page_it_wrote(home: Path, tmp_path: Path) -> None:
+    plant(home, "acme", {(day(-1), "build"): 1})
+    (home / "acme" / "mode.json").write_text('{"mode": "on", "at": "2020-01-01T00:00:00Z"}')
+    mine = tmp_path / "mine.html"
+    pages = [Path(run_cli(home, "view", "--no-open", *a).stdout.strip()) for a in ((), ("--app", "acme"))]
+    assert run_cli(home, "view", "--no-open", "--out", str(mine)).returncode == 0
+    assert all(p.is_file() for p in pages)
+    # a planted list cannot make off delete anything else
+    victim = tmp_path / "victim.html"
+    victim.write_text("keep")
+    with open(home / "acme" / "views", "a") as f:
+        f.write(f"{victim}\n/etc/passwd\n")
+    res = run_cli(home, "off", "--app", "acme")
+    assert res.returncode == 0, res.stderr
+    assert not any(p.exists() for p in pages)
+    assert all(str(p) in res.stdout for p in pages)
+    assert victim.read_text() == "keep" and mine.exists()  # a page you named with --out is yours
+    assert listing(home / "acme") == {"mode.json"}
