@@ -102,6 +102,9 @@ def set_mode(
         return SwitchResult(store.app, mode, previous, effective(store, env), [], "")
     prefix = env_prefix(store)
     endpoint = shown(store.config().get("endpoint"))  # None when absent or refused (hand-edited)
+    from . import _fs
+
+    existed = set(_fs.listdir(store.dir))  # the locks off takes below are not "deleted data"
     # Stored first: from here on no process that honours the stored choice writes anything.
     write_mode(store, "off", now())
     try:
@@ -111,7 +114,8 @@ def set_mode(
                 from ._view import remove_pages
 
                 pages = remove_pages(store.dir)  # they hold the machine id and request bodies
-                deleted = store.delete_data(keep=("mode.json", "forget.json")) + pages
+                gone = store.delete_data(keep=("mode.json", "forget.json"))
+                deleted = [n for n in gone if n in existed] + pages
             forget = ""
             if not keep_remote and old_ids and endpoint is not None:
                 for old_id, key in old_ids:

@@ -339,7 +339,9 @@ def cmd_mode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 )
                 code = 1
             elif res.deleted:
-                what = ", ".join(f"{n} ({_WHAT.get(n, 'file')})" for n in res.deleted)
+                what = ", ".join(
+                    f"{n} ({'a page view wrote' if os.path.isabs(n) else _WHAT.get(n, 'file')})" for n in res.deleted
+                )
                 out.write(f"{res.app}: deleted from {store.dir}: {what}\n")
             else:
                 out.write(f"{res.app}: nothing to delete.\n")
@@ -360,6 +362,8 @@ _WHAT = {
     "state.json": "delivery history",
     "config.json": "the app's settings",
     "notice": "notice shown",
+    "views": "where view wrote its pages",
+    "forget.json": "pending deletion request",
     "buffer.jsonl.lock": "lock",
     "sender.lock": "lock",
 }

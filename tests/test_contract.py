@@ -578,3 +578,10 @@ def test_every_file_the_library_creates_is_documented(home: Path, tmp_path: Path
         assert any(f"`{n}`" in where for n in short), name
     for key in documented["config.json"]:
         assert key == "configure" or f"`{key}`" in where, key
+
+
+def test_off_of_an_app_that_recorded_nothing_deletes_nothing_it_made_itself(home: Path) -> None:
+    """off took its locks (making their files) and then listed them as deleted data."""
+    res = run_cli(home, "off", "--app", "acme")
+    assert res.returncode == 0 and "acme: nothing to delete." in res.stdout, res.stdout
+    assert listing(home / "acme") == {"mode.json"}
