@@ -110,7 +110,7 @@ class Telemetry:
         self._store: Any = None
         self._life: Lifecycle | None = None
         self._config_written = False
-        self.told_this_run = False
+        self.told_this_run = False  # this process showed the notice (the send rule is in time: _due)
         self._run_counted = False
         self._timer_class: type[Timer] | None = None
         self._tag_local = False  # the next persist's counts were made before a switch to on
