@@ -102,8 +102,13 @@ def _token(send_interval: float, now: float) -> str:
     return f"autosend.{int(now // max(send_interval, 60.0))}"
 
 
-def _first_day(data: bytes | None) -> bytes | None:
-    if data and b'"d":"' in data:
+def _first_day(data: bytes | None, *, sendable: bool = False) -> bytes | None:
+    """The day of the first line; with ``sendable``, None when that line is a local-only one
+    (``{"v":2,...,"local":true}``: the carry writes sendable lines first, so a carry that begins
+    with one holds nothing to send, and must not start a sender every interval for 30 days)."""
+    if not data or (sendable and data.startswith(b'{"v":2,')):
+        return None
+    if b'"d":"' in data:
         return data.split(b'"d":"', 1)[1][:10]
     return None
 
@@ -124,7 +129,7 @@ def has_due_data(store: AppStore, now: float) -> bool:
         gen = os.path.join(store.outbox, name)
         if any(n.endswith(".json") for n in _fs.listdir(os.path.join(gen, "reports"))):
             return True
-        day = _first_day(_fs.read_capped(os.path.join(gen, "carry.jsonl"), 64))
+        day = _first_day(_fs.read_capped(os.path.join(gen, "carry.jsonl"), 64), sendable=True)
         if day is not None and day < today:
             return True
     return False

@@ -320,8 +320,9 @@ class Telemetry:
         if self._decision.source in ("stored", "default"):
             latest = resolve({}, self._options["env_prefix"], self._store.stored_mode(), self._options["default"])
             if latest != self._decision:
-                if self._decision.mode != "on":
-                    self._tag_local = True  # counted before the switch: never sent
+                prev = self._decision
+                if prev.mode != "on" or (prev.source == "default" and not os.path.lexists(self._store.notice_file)):
+                    self._tag_local = True  # counted while local, or unannounced, before the switch: never sent
                 self._decision = latest
                 self._apply_mode()
         return self._decision.mode != "off"

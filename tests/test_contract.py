@@ -585,3 +585,29 @@ def test_off_of_an_app_that_recorded_nothing_deletes_nothing_it_made_itself(home
     res = run_cli(home, "off", "--app", "acme")
     assert res.returncode == 0 and "acme: nothing to delete." in res.stdout, res.stdout
     assert listing(home / "acme") == {"mode.json"}
+
+
+def test_counts_made_before_an_explicit_on_in_a_process_never_told_are_not_sent(home: Path, receiver: Receiver) -> None:
+    """The process counted under the default, before any notice; the user switched on while it
+    ran: what it counted before it saw the switch was never announced, so it stays here."""
+    on = [sys.executable, "-m", "telemetry_rollup", "on", "--app", "acme"]
+    code = _host(receiver.url, "tr.count('unannounced', 3)", f"subprocess.run({on!r}, check=True, capture_output=True)")
+    res = subprocess.run([sys.executable, "-c", code], env=clean_env(home), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stderr == "", res.stderr  # an explicit on: no notice
+    assert run_cli(home, "flush", "--app", "acme", "--include-today").returncode == 0
+    assert receiver.bodies == []
+    assert json.loads(run_cli(home, "status", "--json").stdout)["apps"][0]["local_only"]["counts"] == 4
+
+
+def test_a_carry_of_local_only_counts_starts_no_sender(home: Path, receiver: Receiver) -> None:
+    """Only local-only counts of a past day are left: an exiting run must not start a detached
+    sender (once per send interval, for 30 days) that has nothing to send."""
+    d = plant(home, "acme", {}, endpoint=receiver.url, send_interval=60)
+    (d / "mode.json").write_text('{"mode": "on", "at": "2020-01-01T00:00:00Z"}')
+    (d / "buffer.jsonl").write_text(json.dumps({"v": 2, "d": day(-1), "n": "x", "c": 1, "local": True}) + "\n")
+    assert run_cli(home, "flush", "--app", "acme").returncode == 0  # into the carry; nothing sent
+    assert b'"local":true' in next((d / "outbox").rglob("carry.jsonl")).read_bytes()
+    code = _host(receiver.url, "tr.count('today')")
+    subprocess.run([sys.executable, "-c", code], env=clean_env(home), check=True, timeout=60)
+    assert not [p for p in listing(d) if p.startswith("autosend.")]
+    assert receiver.bodies == []
