@@ -219,11 +219,14 @@ def remove_pages(app_dir: str) -> list[str]:
     gone = []
     for line in data.decode("utf-8", "replace").splitlines():
         name = os.path.basename(line)
-        if os.path.dirname(line) != tmp or not name.startswith(PAGE_PREFIX) or not name.endswith(".html"):
+        if not name.startswith(PAGE_PREFIX) or not name.endswith(".html"):
             continue
         try:
+            if os.path.realpath(os.path.dirname(line)) != tmp:  # e.g. macOS: /var is /private/var
+                continue
             st = os.lstat(line)
-            if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid():
+            uid = getattr(os, "getuid", None)  # Windows has no owner uid
+            if stat.S_ISREG(st.st_mode) and (uid is None or st.st_uid == uid()):
                 os.unlink(line)
                 gone.append(line)
         except OSError:
