@@ -29,7 +29,6 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
