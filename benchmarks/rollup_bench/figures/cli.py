@@ -154,11 +154,11 @@ def bench_cli(ctx: Ctx) -> dict[str, Any]:
                 home = fresh_dir("cli-comp")
                 env = base_env(HOME=str(home))
                 b = wall([PY, "-c", "pass"], env, 60) or float("nan")
-                t = wall([PY, "-c", comp.cli, ep.url(state)], env, COMPETITOR_TIMEOUT_S)
-                if t is None:
+                tc = wall([PY, "-c", comp.cli, ep.url(state)], env, COMPETITOR_TIMEOUT_S)
+                if tc is None:
                     timed_out = True
-                    t = COMPETITOR_TIMEOUT_S * 1000.0
-                over.append(t - b)
+                    tc = COMPETITOR_TIMEOUT_S * 1000.0
+                over.append(tc - b)
             out["competitors"][comp.name][state] = {"over": median(over), "timed_out": timed_out}
     return out
 

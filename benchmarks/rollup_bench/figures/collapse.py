@@ -19,7 +19,7 @@ def w_collapse(a: dict[str, Any]) -> dict[str, Any]:
     from telemetry_rollup import _store
     from telemetry_rollup._codec import decode_lines
     from telemetry_rollup._days import today_iso
-    from telemetry_rollup._rollup import BUFFER_CAP
+    from telemetry_rollup._line import BUFFER_CAP
 
     today_s = today_iso(time.time())
     today = _dt.date.fromisoformat(today_s)
@@ -76,7 +76,7 @@ def w_collapse(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench_collapse(ctx: Ctx) -> dict[str, Any]:
-    res = worker("collapse", {"home": str(fresh_dir("collapse")), "rounds": ctx.p.collapse_rounds})
+    res: dict[str, Any] = worker("collapse", {"home": str(fresh_dir("collapse")), "rounds": ctx.p.collapse_rounds})
     for v in res.values():
         v["median"] = median(v.pop("ms"))
     return res

@@ -60,7 +60,9 @@ def w_rss(a: dict[str, Any]) -> dict[str, Any]:
 
 def bench_memory(ctx: Ctx) -> dict[str, Any]:
     p = ctx.p
-    res = worker("memory", {"home": str(fresh_dir("mem")), "url": ctx.ep.url("healthy"), "names": p.mem_names})
+    res: dict[str, Any] = worker(
+        "memory", {"home": str(fresh_dir("mem")), "url": ctx.ep.url("healthy"), "names": p.mem_names}
+    )
     bare = worker("rss", {})
     res["bare_kb"] = bare["kb"]
     res["expected_total"] = p.mem_names
