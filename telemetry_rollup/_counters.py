@@ -315,16 +315,17 @@ class ExactCounters(Counters):
     def count(self, name: str, n: int = 1, outcome: str | None = None, error_code: str | None = None) -> None:
         if self.off:
             return
+        try:
+            if n == 1 and outcome is None:
+                with self._lock:
+                    next(self._cur[name])
+                return
+        except Exception:  # noqa: S110
+            pass  # a name not seen yet today (KeyError) or an unhashable one: the slow path sorts it out
         if outcome is not None:
             self.record(name, outcome, error_code, None, n)
             return
         try:
-            if n == 1:
-                with self._lock:
-                    c = self._cur.get(name)
-                    if c is not None:
-                        next(c)
-                        return
             self._slow(name, n)
         except Exception:  # noqa: S110 - nothing may reach the host program
             pass
