@@ -41,7 +41,10 @@ def open_safe(path: StrPath, flags: int, mode: int = 0o600) -> int:
     flags |= _BINARY
     if _NOFOLLOW:
         return os.open(path, flags | _NOFOLLOW, mode)
-    if flags & os.O_CREAT and not flags & os.O_EXCL:
+    exclusive = os.O_CREAT | os.O_EXCL
+    if flags & exclusive == exclusive:
+        return os.open(path, flags, mode)
+    if flags & os.O_CREAT:
         try:
             return os.open(path, flags | os.O_EXCL, mode)
         except FileExistsError:

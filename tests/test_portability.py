@@ -228,6 +228,8 @@ def test_without_o_nofollow_no_link_is_followed_out_of_the_data_root(home: Path,
         except OSError:
             pass
         assert _fs.read_capped(os.path.join(app, "mode.json"), 100) is None
+        _fs.atomic_write(os.path.join(app, "config.json"), b"1")  # O_CREAT|O_EXCL: no link can be in the way
+        assert _fs.read_capped(os.path.join(app, "config.json"), 100) == b"1"
         fd = _fs.flock_with_timeout(os.path.join(app, "buffer.jsonl"), 1.0)  # removes the link, never follows it
         assert fd is not None
         _fs.unlock(fd)
