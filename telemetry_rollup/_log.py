@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from _thread import allocate_lock
 
 TYPE_CHECKING = False  # no typing/logging import at run time: the hot path imports this module
@@ -26,36 +27,39 @@ _fired = False
 
 #: How long a host's ``os.fork()`` waits for an import the library is making in another thread.
 FORK_WAIT = 1.0
-_guard = allocate_lock()
-_forking = False
+#: one lock per import site, so a first count never waits for the request thread's import
+_GUARDED = ("lifecycle", "requests")
+_guards = {name: allocate_lock() for name in _GUARDED}
+_held: list[Any] = []
 
 
-def import_guard() -> Any:
+def import_guard(name: str) -> Any:
     """The lock held while the library imports modules lazily in a thread the host may fork
-    beside: the lifecycle at a first count, ``requests`` in the request thread. The fork hook's
-    *before* step takes it, so a fork waits (at most ``FORK_WAIT``) for such an import to finish:
-    a child forked in the middle of one finds the module's import lock held by a thread that
-    does not exist there, and its next import of that module (or of one importing it) blocks
-    forever. (The module read at call time: the child gets a new lock.)"""
-    return _guard
+    beside: ``"lifecycle"`` at a first count, ``"requests"`` in the request thread. The fork
+    hook's *before* step takes them all, so a fork waits (at most ``FORK_WAIT`` in all) for such
+    an import to finish: a child forked in the middle of one finds the module's import lock held
+    by a thread that does not exist there, and its next import of that module (or of one that
+    imports it) blocks forever. (Looked up at each call: the child gets new locks.)"""
+    return _guards[name]
 
 
 def _before_fork() -> None:
-    global _forking
-    _forking = _guard.acquire(True, FORK_WAIT)
+    deadline = time.monotonic() + FORK_WAIT
+    for name in _GUARDED:
+        lock = _guards[name]
+        if lock.acquire(True, max(0.0, deadline - time.monotonic())):
+            _held.append(lock)
 
 
 def _after_fork_in_parent() -> None:
-    global _forking
-    if _forking:
-        _forking = False
-        _guard.release()
+    while _held:
+        _held.pop().release()
 
 
 def _after_fork_in_child() -> None:
-    global _guard, _forking
-    _guard = allocate_lock()
-    _forking = False
+    global _guards
+    _guards = {name: allocate_lock() for name in _GUARDED}
+    _held.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -3,7 +3,8 @@
 - **Cheap for the exiting host**: ``os.posix_spawn`` (a vfork-style clone and an exec, ~1 ms),
   not ``subprocess`` (importing it alone costs ~2 ms). Where ``posix_spawn`` is missing
   (Windows) or refuses, ``subprocess.Popen`` does the same job.
-- **Detached**: a new session (``setsid``; ``DETACHED_PROCESS`` on Windows); stdin, stdout and
+- **Detached**: a new session (``setsid``; on Windows ``DETACHED_PROCESS``, a new process group
+  and ``CREATE_BREAKAWAY_FROM_JOB`` where the job allows it); stdin, stdout and
   stderr on the null device (stderr kept in debug mode); every descriptor the host made
   inheritable is closed in the child, so no pipe a caller waits on is held open; nice 10.
 - **Nothing from the user's current directory runs** (issue 12): ``-m`` puts the cwd first on

@@ -207,7 +207,7 @@ class Telemetry:
         """The lifecycle (exit and fork hooks, the flusher) from the first count on: a run that
         records nothing (``--help``, ``--version``) loads, registers and starts none of it."""
         # A fork waits for this (it imports the lifecycle, atexit, maybe threading): see import_guard.
-        with import_guard():
+        with import_guard("lifecycle"):
             life = self._life
             if life is None:
                 from ._lifecycle import Lifecycle

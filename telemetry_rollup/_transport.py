@@ -180,7 +180,7 @@ def _import_requests() -> Any:
     from ._log import import_guard
 
     # A host's fork waits for this import (at most _log.FORK_WAIT): see import_guard.
-    with import_guard(), warnings.catch_warnings():
+    with import_guard("requests"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import requests
         import requests.adapters  # used by _session(): imported inside the same guard
