@@ -15,6 +15,7 @@ from ._telemetry import Telemetry
 
 TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable, Mapping
     from typing import Any, Callable
 
@@ -64,7 +65,7 @@ def configure(
     send_interval: float = 3600.0,
     notice: str | None = None,
     notice_url: str | None = None,
-    home: str | None = None,
+    home: str | os.PathLike[str] | None = None,
     headers: Mapping[str, str] | Callable[[], Mapping[str, str] | None] | None = None,
 ) -> Telemetry:
     """Configure the default instance for ``app`` (see :meth:`Telemetry.configure`) and return it.
