@@ -160,25 +160,3 @@ def test_a_relative_data_root_is_resolved_once_at_configure(tmp_path: Path, how:
     lines = (work / "rel" / "acme" / "buffer.jsonl").read_text().splitlines()
     assert sum(json.loads(x)["c"] for x in lines if '"build"' in x) == 3
     assert not (work / "elsewhere" / "rel").exists()
-
-
-def test_the_linux_default_root_is_platformdirs_rule() -> None:
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the spelled-out rule is Linux's")
-    import platformdirs
-
-    from telemetry_rollup import _paths
-
-    for env in ({}, {"XDG_STATE_HOME": "/x/state"}, {"XDG_STATE_HOME": "  "}):
-        old = {k: os.environ.get(k) for k in ("XDG_STATE_HOME",)}
-        try:
-            os.environ.pop("XDG_STATE_HOME", None)
-            os.environ.update(env)
-            expected = platformdirs.user_state_dir("telemetry-rollup", appauthor=False)
-            assert _paths._linux_state_dir(os.environ) == expected
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
