@@ -17,8 +17,10 @@ after midnight may land on the previous day, by at most the flusher's wake-up de
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from _thread import allocate_lock  # not threading: a short CLI never needs to import it
+from os import getpid
 
 from ._days import SECONDS_PER_DAY, day_of
 from ._names import DENIED, INVALID, MAX_NAMES_PER_DAY, OVERFLOW, is_name
@@ -42,6 +44,9 @@ def _value(counter: itertools.count[int]) -> int:
 class Counters:
     """Thread-safe, lock-free-on-the-fast-path counters for one app."""
 
+    #: the fast paths increment without the lock (exact only under the GIL; see ExactCounters)
+    _lock_free = True
+
     __slots__ = (
         "_base",
         "_codes",
@@ -51,9 +56,11 @@ class Counters:
         "_days",
         "_derived",
         "_lock",
+        "_pid",
         "_sums",
         "allow",
         "off",
+        "on_fork",
         "on_new_name",
     )
 
@@ -63,9 +70,13 @@ class Counters:
         self.allow: Callable[[str], bool] | None = None
         #: called (outside the fast path) the first time a name is seen on a day
         self.on_new_name: Callable[[], None] | None = None
+        #: called when a forked child finds itself holding the parent's counts without the fork
+        #: hook having run (no ``os.register_at_fork``): the owner resets its own state too
+        self.on_fork: Callable[[], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
+        self._pid = getpid()
         self._lock = allocate_lock()
         self._days: dict[int, dict[str, itertools.count[int]]] = {}
         self._cur: dict[str, itertools.count[int]] = {}
@@ -79,6 +90,20 @@ class Counters:
     def after_fork_in_child(self) -> None:
         """The child starts empty: the parent persists its own counts, exactly once."""
         self._reset()
+
+    def forked(self) -> bool:
+        """Whether this is a forked child that still holds the parent's counts (the fork hook did not
+        run: no ``os.register_at_fork``); if so, reset it as the hook would have (the lock too: one
+        held by another thread at the fork stays held here), and tell the owner. Called before the
+        slow path and before every persist; the fast path does not pay for it, so a child's
+        increments of names the parent had already counted that day, made before its first new
+        name or persist, go with the parent's (dropped, never counted twice)."""
+        if self._pid == getpid():
+            return False
+        self._reset()
+        if self.on_fork is not None:
+            self.on_fork()
+        return True
 
     def count(self, name: str, n: int = 1, outcome: str | None = None, error_code: str | None = None) -> None:
         """Add ``n`` to ``name`` for the current UTC day. Never raises.
@@ -122,7 +147,7 @@ class Counters:
                 derived = (f"{name}:ok", f"{name}:error", *(f"{name}:dur:{label}" for label in BUCKET_LABELS))
                 if len(self._derived) < MAX_NAMES_PER_DAY:
                     self._derived[name] = derived
-            if n == 1 and outcome == "ok" and seconds is not None:
+            if n == 1 and outcome == "ok" and seconds is not None and self._lock_free:
                 # The common case of timed(): all three counters already exist today. Look them all
                 # up first, then increment, so a miss falls through to the general path untouched.
                 cur = self._cur
@@ -165,11 +190,15 @@ class Counters:
     def count_reserved(self, name: str, n: int = 1, *, now: float | None = None) -> None:
         """Count a library-reserved name (no validation, no allowlist)."""
         day = day_of(_time() if now is None else now)
+        if self._pid != getpid():
+            self.forked()
         with self._lock:
             self._sums[(day, name)] = self._sums.get((day, name), 0) + n
 
     def _slow(self, name: object, n: object) -> None:
         new_name = False
+        if self._pid != getpid():
+            self.forked()
         with self._lock:
             day = self._roll(_time())
             if type(n) is not int or n < 0 or not is_name(name):
@@ -218,6 +247,8 @@ class Counters:
     def take(self) -> Snapshot:
         """Hand out everything counted since the last take (and forget days older than yesterday)."""
         out: Snapshot = {}
+        if self._pid != getpid():
+            self.forked()
         with self._lock:
             if self._cur_day != -1:
                 self._roll(_time())
@@ -258,6 +289,8 @@ class Counters:
 
     def pending(self) -> bool:
         """True when a take() would hand out something (cheap enough for the exit hook)."""
+        if self._pid != getpid():
+            self.forked()
         with self._lock:
             if self._sums:
                 return True
@@ -266,6 +299,56 @@ class Counters:
                 for day, names in self._days.items()
                 for name, c in names.items()
             )
+
+
+class ExactCounters(Counters):
+    """The counters of a run without the GIL (free-threaded CPython, 3.13t and later).
+
+    ``next()`` on an ``itertools.count`` is atomic only because the GIL serialises it: a
+    free-threaded build does not promise that, so two threads' increments could be lost. Here
+    every increment takes the counters' lock. Cost: an uncontended lock around the increment
+    (docs/benchmarks.md); under contention the threads take turns, which is still exact."""
+
+    __slots__ = ()
+    _lock_free = False
+
+    def count(self, name: str, n: int = 1, outcome: str | None = None, error_code: str | None = None) -> None:
+        if self.off:
+            return
+        try:
+            if n == 1 and outcome is None:
+                with self._lock:
+                    next(self._cur[name])
+                return
+        except Exception:  # noqa: S110
+            pass  # a name not seen yet today (KeyError) or an unhashable one: the slow path sorts it out
+        if outcome is not None:
+            self.record(name, outcome, error_code, None, n)
+            return
+        try:
+            self._slow(name, n)
+        except Exception:  # noqa: S110 - nothing may reach the host program
+            pass
+
+
+def gil_disabled() -> bool:
+    """Whether this interpreter may run Python threads in parallel: a free-threaded build (the
+    ``t`` ABI flag, which is what ``sysconfig.get_config_var("Py_GIL_DISABLED")`` reports, read
+    without importing ``sysconfig``), or any run whose GIL is off (``sys._is_gil_enabled()``)."""
+    if "t" in getattr(sys, "abiflags", ""):
+        return True
+    enabled = getattr(sys, "_is_gil_enabled", None)
+    return enabled is not None and not enabled()
+
+
+#: decided once, at import: a free-threaded build may turn its GIL on later (an extension that
+#: needs it), never off, so the exact path stays correct
+FREE_THREADED = gil_disabled()
+
+
+def new_counters() -> Counters:
+    """The counters for this interpreter: lock-free increments under the GIL, locked without it."""
+    return ExactCounters() if FREE_THREADED else Counters()
 
 
 #: Upper bounds of the duration buckets, in seconds, and their names (TELEMETRY.md documents them).

@@ -77,7 +77,7 @@ def claim_autosend(store: AppStore, send_interval: float, now: float) -> bool:
     """
     name = _token(send_interval, now)
     try:
-        fd = os.open(os.path.join(store.dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = _fs.open_safe(os.path.join(store.dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except OSError:
         return False
     os.close(fd)

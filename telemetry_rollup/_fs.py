@@ -22,7 +22,59 @@ if TYPE_CHECKING:
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+#: Windows: without it ``os.open`` is in text mode, and every ``\n`` written becomes ``\r\n``
+_BINARY = getattr(os, "O_BINARY", 0)
+#: Windows: a rename over (or of) a file another process has open fails for a moment
+#: (ERROR_ACCESS_DENIED, ERROR_SHARING_VIOLATION); elsewhere a PermissionError is final
+RENAME_RETRIES: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05, 0.1) if os.name == "nt" else ()
 _join = os.path.join
+_flock: bool | None = None
+
+
+def open_safe(path: StrPath, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` in binary mode that never follows a symbolic link at ``path``.
+
+    With ``O_NOFOLLOW`` the kernel refuses a link (ELOOP). Where it is missing, a link must not
+    lead a create out of the data root: ``O_CREAT`` is tried with ``O_EXCL`` first (which never
+    follows a link, even a dangling one), and an existing ``path`` is opened only if it is not a
+    link and is still the same file once open (a link swapped in between is refused)."""
+    flags |= _BINARY
+    if _NOFOLLOW:
+        return os.open(path, flags | _NOFOLLOW, mode)
+    exclusive = os.O_CREAT | os.O_EXCL
+    if flags & exclusive == exclusive:
+        return os.open(path, flags, mode)
+    if flags & os.O_CREAT:
+        try:
+            return os.open(path, flags | os.O_EXCL, mode)
+        except FileExistsError:
+            flags &= ~os.O_CREAT
+    before = os.lstat(path)
+    if stat.S_ISLNK(before.st_mode):
+        raise OSError(errno.ELOOP, "a symbolic link", os.fspath(path))
+    fd = os.open(path, flags, mode)
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+        os.close(fd)
+        raise OSError(errno.ELOOP, "replaced by a link", os.fspath(path))
+    return fd
+
+
+def replace(src: StrPath, dst: StrPath, *, rename: bool = False) -> None:
+    """``os.replace`` (``os.rename`` with ``rename``), retried on a transient PermissionError where
+    that exists (Windows; ``RENAME_RETRIES``, 0.2 s at most)."""
+    op = os.rename if rename else os.replace
+    for delay in RENAME_RETRIES:
+        try:
+            op(src, dst)
+            return
+        except PermissionError:
+            time.sleep(delay)
+    op(src, dst)
 
 
 def ensure_dir(path: StrPath, *, replace: bool = False) -> None:
@@ -128,7 +180,7 @@ def atomic_write(path: StrPath, data: bytes, *, fsync: bool = False) -> None:
     at ``path`` is replaced, never written through)."""
     directory, name = os.path.split(path)
     tmp = _join(directory, f".{name}.{random_name()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+    fd = open_safe(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         write_all(fd, data)
         if fsync:
@@ -139,7 +191,7 @@ def atomic_write(path: StrPath, data: bytes, *, fsync: bool = False) -> None:
         raise
     os.close(fd)
     try:
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         _unlink_quiet(tmp)
         raise
@@ -157,7 +209,7 @@ def read_capped(path: StrPath, cap: int, *, links_ok: bool = False) -> bytes | N
     unreadable, or (unless ``links_ok``: the outbox hard-links its reports between generations)
     a file with a second hard link."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        fd = open_safe(path, os.O_RDONLY | _NONBLOCK)
     except OSError:
         return None
     try:
@@ -198,11 +250,15 @@ def is_real_dir(path: StrPath) -> bool:
 
 def have_flock() -> bool:
     """Whether ``fcntl.flock`` exists here (not on Windows): else locks go through filelock."""
-    try:
-        import fcntl  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    global _flock
+    if _flock is None:
+        try:
+            import fcntl  # noqa: F401
+        except ImportError:
+            _flock = False
+        else:
+            _flock = True
+    return _flock
 
 
 def flock_with_timeout(lock_path: StrPath, timeout: float) -> int | None:
@@ -214,7 +270,7 @@ def flock_with_timeout(lock_path: StrPath, timeout: float) -> int | None:
     delay = 0.001
     while True:
         clear_planted(lock_path)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
+        fd = open_safe(lock_path, os.O_RDWR | os.O_CREAT | _NONBLOCK)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -236,6 +292,45 @@ def flock_with_timeout(lock_path: StrPath, timeout: float) -> int | None:
         delay = min(delay * 2, 0.05)
 
 
+def clear_dead_marker(path: StrPath) -> None:
+    """A soft lock's marker (see ``_store._filelock``) whose recorded holder is no longer alive on
+    this machine is removed: a crash must not leave the lock held for good. A marker without a PID
+    (its holder still writing it) is left alone unless it is more than a minute old."""
+    data = read_capped(path, 64)
+    if data is None:
+        return
+    text = data.decode("ascii", "replace").strip()
+    if text.isdigit():
+        try:
+            os.kill(int(text), 0)
+            return  # alive (or another user's process: then not ours to judge)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            return
+    else:
+        try:
+            if time.time() - os.lstat(path).st_mtime < 60:
+                return
+        except OSError:
+            return
+    _unlink_quiet(path)
+
+
+def write_marker_owner(path: StrPath) -> None:
+    """Record this process as the holder of the soft lock at ``path`` (which it just took)."""
+    try:
+        fd = open_safe(path, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        write_all(fd, b"%d\n" % os.getpid())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def unlock(fd: int) -> None:
     import fcntl
 
@@ -246,7 +341,7 @@ def unlock(fd: int) -> None:
 
 
 def append_bytes(path: StrPath, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600)
+    fd = open_safe(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:

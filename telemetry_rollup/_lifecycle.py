@@ -290,7 +290,11 @@ class Lifecycle:
             return
         env = dict(os.environ)
         env["TELEMETRY_ROLLUP_HOME"] = owner._options["home"]
-        pid = _spawn.start(argv, env=env, cwd=store.dir, keep_stderr=debug_enabled(), subprocess_ok=subprocess_ok)
+        try:
+            pid = _spawn.start(argv, env=env, cwd=store.dir, keep_stderr=debug_enabled(), subprocess_ok=subprocess_ok)
+        except Exception as exc:  # subprocess could not start it either (EAGAIN, ENOMEM, a broken executable)
+            log.debug("could not start the detached sender: %r", exc)
+            pid = None
         if pid is None:
             release_autosend(store, owner._options["send_interval"], now)  # the exit hook may start it
             return

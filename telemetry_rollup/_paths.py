@@ -20,9 +20,25 @@ HOME_ENV = "TELEMETRY_ROLLUP_HOME"
 
 def _linux_state_dir(environ: Mapping[str, str]) -> str:
     # platformdirs' rule on Linux, spelled out so a CLI's exit hook does not pay its 17 ms import;
-    # tests/test_paths.py pins it to platformdirs' own answer.
-    base = environ.get("XDG_STATE_HOME", "").strip() or os.path.expanduser("~/.local/state")
+    # tests/test_paths.py pins it to platformdirs' own answer. An XDG_STATE_HOME that is not an
+    # absolute path (relative, empty, blank) is ignored, as the XDG specification says; so is a
+    # relative HOME (the account's home directory is used then).
+    base = environ.get("XDG_STATE_HOME", "")
+    if not base.startswith("/"):
+        base = _home(environ).rstrip("/") + "/.local/state"
     return os.path.join(base, APPNAME)
+
+
+def _home(environ: Mapping[str, str]) -> str:
+    home = environ.get("HOME")
+    if home is not None and home.startswith("/"):
+        return home
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):
+        return os.path.expanduser("~")
 
 
 def data_root(environ: Mapping[str, str] | None = None) -> str:

@@ -119,13 +119,13 @@ class Pipeline:
                 st = None
             if st is not None:
                 if not _fs.planted(st):
-                    os.rename(self.store.buffer, inputs / f"{_fs.random_name()}.jsonl")
+                    _fs.replace(self.store.buffer, inputs / f"{_fs.random_name()}.jsonl", rename=True)
                     moved += 1
                 else:
                     _fs.remove(self.store.buffer)  # planted link, hard link or FIFO: never followed
         for spill in self.store.spill_files():
             try:
-                os.rename(spill, inputs / os.path.basename(spill))
+                _fs.replace(spill, inputs / os.path.basename(spill), rename=True)
                 moved += 1
             except OSError:
                 pass

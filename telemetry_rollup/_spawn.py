@@ -3,7 +3,8 @@
 - **Cheap for the exiting host**: ``os.posix_spawn`` (a vfork-style clone and an exec, ~1 ms),
   not ``subprocess`` (importing it alone costs ~2 ms). Where ``posix_spawn`` is missing
   (Windows) or refuses, ``subprocess.Popen`` does the same job.
-- **Detached**: a new session (``setsid``; ``DETACHED_PROCESS`` on Windows); stdin, stdout and
+- **Detached**: a new session (``setsid``; on Windows ``DETACHED_PROCESS``, a new process group
+  and ``CREATE_BREAKAWAY_FROM_JOB`` where the job allows it); stdin, stdout and
   stderr on the null device (stderr kept in debug mode); every descriptor the host made
   inheritable is closed in the child, so no pipe a caller waits on is held open; nice 10.
 - **Nothing from the user's current directory runs** (issue 12): ``-m`` puts the cwd first on
@@ -123,22 +124,36 @@ def _background(pid: int) -> int:
     return pid
 
 
+#: Windows creation flags: no console, its own process group (a Ctrl+C in the host's console
+#: does not reach it), and out of the host's job object: a CI runner or a terminal that puts the
+#: tool in a job killed on close would otherwise kill the sender with it
+DETACHED_PROCESS = 0x00000008
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+
+
 def _start_subprocess(argv: list[str], *, env: dict[str, str], cwd: str, keep_stderr: bool) -> int:
     import subprocess
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": None if keep_stderr else subprocess.DEVNULL,
+        "close_fds": True,
+        "env": env,
+        "cwd": cwd if os.path.isdir(cwd) else None,
+    }
     if os.name == "posix":
-        kwargs["start_new_session"] = True
-    else:  # pragma: no cover - Windows
-        kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | NEW_PROCESS_GROUP
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=None if keep_stderr else subprocess.DEVNULL,
-        close_fds=True,
-        env=env,
-        cwd=cwd if os.path.isdir(cwd) else None,
-        **kwargs,
-    )
-    return int(proc.pid)
+        return int(subprocess.Popen(argv, start_new_session=True, **kwargs).pid)
+    return popen_windows(subprocess.Popen, argv, kwargs)
+
+
+def popen_windows(popen: Any, argv: list[str], kwargs: dict[str, Any]) -> int:
+    """Start the sender on Windows: detached, in its own group, out of the host's job. A job that
+    forbids breaking away refuses the flag (ERROR_ACCESS_DENIED): then it starts inside the job,
+    and dies with it if the job is closed (docs/design.md, "Platforms")."""
+    flags = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+    try:
+        return int(popen(argv, creationflags=flags | CREATE_BREAKAWAY_FROM_JOB, **kwargs).pid)
+    except OSError:
+        return int(popen(argv, creationflags=flags, **kwargs).pid)

@@ -163,11 +163,13 @@ class AppStore:
         return mid
 
     # -- locks ---------------------------------------------------------------------------------
-    def lock_buffer(self, timeout: float, *, fast: bool) -> _Held:
-        """Hold the buffer lock. ``fast`` uses a raw flock where there is one (the exit hook: no
-        filelock import); elsewhere (Windows) filelock."""
+    def lock_buffer(self, timeout: float, *, fast: bool = True) -> _Held:
+        """Hold the buffer lock: a raw flock where there is one (no filelock import, so a forked
+        child's persist imports nothing a dead thread of the parent may have been importing);
+        elsewhere (Windows) filelock. ``fast`` is kept for callers; both paths are the same lock.
+        Raises LockTimeout, or OSError when the lock cannot be taken at all (ELOOP, ENOLCK, ENOSYS)."""
         self.ensure()
-        if fast and _fs.have_flock():
+        if _fs.have_flock():
             fd = _fs.flock_with_timeout(self.buffer_lock, timeout)
             if fd is None:
                 raise LockTimeout(self.buffer_lock)
@@ -214,13 +216,39 @@ class _Held:
         self._release()
 
 
-def _filelock(path: str, timeout: float) -> _Held:
-    import filelock
+def _import_filelock() -> Any:
+    """``import filelock`` without printing into the host's stderr. Where ``fcntl`` is missing off
+    Windows, filelock warns "only soft file lock is available" (a ``UserWarning``; an exception
+    under ``-W error``) and falls back to ``SoftFileLock``, whose marker file a crash leaves
+    behind. The warning is silenced for that one import (the host's filters are restored on
+    exit); a marker left by a dead holder is handled by :func:`_filelock`."""
+    mod = sys.modules.get("filelock")
+    if mod is not None and hasattr(mod, "FileLock"):
+        return mod
+    import warnings
 
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="only soft file lock", category=UserWarning)
+        import filelock
+    return filelock
+
+
+def _filelock(path: str, timeout: float) -> _Held:
+    filelock = _import_filelock()
+    # A soft lock (no fcntl, off Windows) is a marker file: a crash leaves it behind. filelock
+    # releases from 3.22 on record the holder's PID and reclaim a dead holder's marker themselves
+    # (SoftFileLock.pid); with an older one the library records its PID and removes a dead one's.
+    soft = (
+        not getattr(filelock, "has_fcntl", True)
+        and sys.platform != "win32"
+        and not hasattr(filelock.SoftFileLock, "pid")
+    )
     for attempt in (1, 2):
         # A planted symlink or hard link at a lock path would make every acquire fail (filelock
         # >= 3.20.1 refuses to follow it: CVE-2025-68146); it is removed, never followed.
         _fs.clear_planted(path)
+        if soft:
+            _fs.clear_dead_marker(path)
         lock = filelock.FileLock(path, timeout=max(timeout, 0.0), mode=0o600)
         try:
             lock.acquire()
@@ -230,6 +258,8 @@ def _filelock(path: str, timeout: float) -> _Held:
             if attempt == 2:
                 raise
             continue
+        if soft:
+            _fs.write_marker_owner(path)
         return _Held(lock.release)
     raise LockTimeout(path)  # pragma: no cover - the loop returns or raises
 
@@ -283,24 +313,30 @@ def append(
     if not data:
         return "appended"
     try:
-        with store.lock_buffer(timeout, fast=fast):
-            _log.step("persist:locked")
-            if check is not None and not check(True):
-                return "off"
-            _fs.clear_planted(store.buffer)  # a link, FIFO or directory is removed, never followed
-            size = _fs.file_size(store.buffer)
-            if size + len(data) <= BUFFER_CAP:
-                _fs.append_bytes(store.buffer, data)
-                _log.step("persist:appended")
-                return "appended"
-            _compact(store, rollup, today, local=local)
-            _log.step("persist:appended")
-            return "compacted"
-    except LockTimeout:
+        held = store.lock_buffer(timeout, fast=fast)
+    except (LockTimeout, OSError) as exc:
+        # Not had within the timeout, or not at all: a planted link the open refused (ELOOP), a
+        # file system without locks (ENOLCK, ENOSYS on NFS or FUSE). The lines go to a spill
+        # file either way: a lock that cannot be taken never loses a count.
+        if not isinstance(exc, LockTimeout):
+            _log.log.debug("buffer lock failed, spilling: %r", exc)
         if check is not None and not check(False):
             return "off"
         store.write_spill(data)
         return "spilled"
+    with held:
+        _log.step("persist:locked")
+        if check is not None and not check(True):
+            return "off"
+        _fs.clear_planted(store.buffer)  # a link, FIFO or directory is removed, never followed
+        size = _fs.file_size(store.buffer)
+        if size + len(data) <= BUFFER_CAP:
+            _fs.append_bytes(store.buffer, data)
+            _log.step("persist:appended")
+            return "appended"
+        _compact(store, rollup, today, local=local)
+        _log.step("persist:appended")
+        return "compacted"
 
 
 def _compact(store: AppStore, rollup: dict[Any, int], today: str, *, local: bool = False) -> None:

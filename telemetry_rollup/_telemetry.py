@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from _thread import allocate_lock
 
-from ._counters import Counters
-from ._log import log, setup_debug, step
+from ._counters import new_counters
+from ._log import import_guard, log, setup_debug, step
 from ._names import env_prefix_for
 
 TYPE_CHECKING = False  # typing costs ~5 ms at ``import telemetry_rollup``; only mypy needs it here
@@ -41,8 +40,6 @@ LOCK_WAIT = 1.0
 #: only looks at or controls telemetry starts no automatic send, in any instance (counts made
 #: are still persisted, and sent by a later run).
 NO_AUTOSEND = False
-#: makes an instance's lifecycle once (never taken on the hot path or in a signal handler)
-_LIFE_LOCK = allocate_lock()
 
 
 # ``import telemetry_rollup`` loads the hot path only (_counters): consent, the lifecycle and the
@@ -101,7 +98,8 @@ class Telemetry:
     """
 
     def __init__(self, app: str | None = None, **options: Any) -> None:
-        self._counters = Counters()
+        self._counters = new_counters()
+        self._counters.on_fork = self._forked_without_hook
         #: ``count(name, n=1)``: add to an in-memory counter. Never raises, never does I/O.
         self.count = self._counters.count
         self.app: str | None = None
@@ -109,6 +107,7 @@ class Telemetry:
         self._decision: Decision | None = None  # None: not configured (off)
         self._store: Any = None
         self._life: Lifecycle | None = None
+        self._life_box: dict[int, Lifecycle] = {}
         self._config_written = False
         self.told_this_run = False  # this process showed the notice (the send rule is in time: _due)
         self._run_counted = False
@@ -218,15 +217,19 @@ class Telemetry:
     def _first_count(self) -> None:
         """The lifecycle (exit and fork hooks, the flusher) from the first count on: a run that
         records nothing (``--help``, ``--version``) loads, registers and starts none of it."""
-        with _LIFE_LOCK:  # two threads' first counts: one lifecycle
+        # A fork waits for this (it imports the lifecycle, atexit, maybe threading): see import_guard.
+        with import_guard("lifecycle"):
             life = self._life
             if life is None:
                 from ._lifecycle import Lifecycle
 
-                life = self._life = Lifecycle(self)
-        life.register()
-        self._counters.on_new_name = life.on_first_count
-        life.on_first_count()
+                # Two threads' first counts make one lifecycle: dict.setdefault is one atomic step.
+                # Not a lock of our own: a host that forked while another thread held it left the
+                # child blocked on it for good (its first count runs this again).
+                life = self._life = self._life_box.setdefault(0, Lifecycle(self))
+            life.register()
+            self._counters.on_new_name = life.on_first_count
+            life.on_first_count()
 
     @property
     def mode(self) -> str:
@@ -250,6 +253,7 @@ class Telemetry:
         persist in progress elsewhere (None: until it ends); then go on without it (the exit path)."""
         if self.app is None or self._counters.off or self._life is None:
             return None
+        self._counters.forked()  # no fork hook here: a child must not persist its parent's counts
         lock = self._life.persist_lock
         held = lock.acquire() if lock_wait is None else lock.acquire(True, lock_wait)
         try:
@@ -442,3 +446,15 @@ class Telemetry:
     def _after_fork_in_child(self) -> None:
         self._counters.after_fork_in_child()
         self._run_counted = False
+
+    def _forked_without_hook(self) -> None:
+        """A forked child's first slow-path count or persist, where ``os.register_at_fork`` is
+        missing: what the fork hooks would have done (the counters are reset already). Imports
+        nothing: the parent may have forked in the middle of an import."""
+        if self._life is not None:
+            self._life._after_fork_in_child()
+        else:
+            self._run_counted = False
+        transport = sys.modules.get("telemetry_rollup._transport")
+        if transport is not None:
+            transport._reset_after_fork()

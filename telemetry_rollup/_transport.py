@@ -189,7 +189,10 @@ def _import_requests() -> Any:
         return module
     import warnings
 
-    with warnings.catch_warnings():
+    from ._log import import_guard
+
+    # A host's fork waits for this import (at most _log.FORK_WAIT): see import_guard.
+    with import_guard("requests"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import requests
         import requests.adapters  # used by _session(): imported inside the same guard

@@ -40,7 +40,9 @@ def test_filelock_is_required_where_it_no_longer_follows_planted_links() -> None
     """CVE-2025-68146: filelock < 3.20.1 follows a symlink planted at a lock path and truncates or
     chmods its target."""
     text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
-    assert '"filelock>=3.20.1"' in text
+    assert "\"filelock>=3.20.1; python_version >= '3.10'\"" in text
+    if sys.version_info < (3, 10):  # no fixed release installs on 3.9 (see pyproject.toml)
+        return
     from importlib.metadata import version
 
     major, minor, patch = (int(x) for x in version("filelock").split(".")[:3])
@@ -160,25 +162,3 @@ def test_a_relative_data_root_is_resolved_once_at_configure(tmp_path: Path, how:
     lines = (work / "rel" / "acme" / "buffer.jsonl").read_text().splitlines()
     assert sum(json.loads(x)["c"] for x in lines if '"build"' in x) == 3
     assert not (work / "elsewhere" / "rel").exists()
-
-
-def test_the_linux_default_root_is_platformdirs_rule() -> None:
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the spelled-out rule is Linux's")
-    import platformdirs
-
-    from telemetry_rollup import _paths
-
-    for env in ({}, {"XDG_STATE_HOME": "/x/state"}, {"XDG_STATE_HOME": "  "}):
-        old = {k: os.environ.get(k) for k in ("XDG_STATE_HOME",)}
-        try:
-            os.environ.pop("XDG_STATE_HOME", None)
-            os.environ.update(env)
-            expected = platformdirs.user_state_dir("telemetry-rollup", appauthor=False)
-            assert _paths._linux_state_dir(os.environ) == expected
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v

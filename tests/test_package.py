@@ -78,7 +78,13 @@ def test_the_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
     assert not {n for n in names if n.split("/")[0] in ("tests", "benchmarks", "examples", "docs", ".ci")}
     assert "telemetry_rollup/py.typed" in package  # PEP 561: users' type checkers read the annotations
     assert package == _package_sources() | {"telemetry_rollup/TELEMETRY.md"}
-    assert {n[len(DIST_INFO) :] for n in names - package} == {"METADATA", "WHEEL", "RECORD", "entry_points.txt"}
+    assert {n[len(DIST_INFO) :] for n in names - package} == {
+        "METADATA",
+        "WHEEL",
+        "RECORD",
+        "entry_points.txt",
+        "licenses/LICENSE",
+    }
     assert shipped_contract == (ROOT / "TELEMETRY.md").read_bytes()
 
 
@@ -90,6 +96,14 @@ def test_the_wheel_metadata(wheel: Path) -> None:
     assert meta["Name"] == "telemetry-rollup" and meta["Version"] == VERSION
     assert meta["Requires-Python"] == ">=3.9"
     assert meta["Description-Content-Type"] == "text/markdown"
+    assert meta["License-Expression"] == "MIT" and meta.get_all("License-File") == ["LICENSE"]
+    classifiers = set(meta.get_all("Classifier") or [])
+    assert {f"Programming Language :: Python :: 3.{v}" for v in range(9, 14)} <= classifiers
+    assert [c for c in classifiers if c.startswith("Programming Language :: Python :: Free Threading ::")] == [
+        "Programming Language :: Python :: Free Threading :: 1 - Unstable"
+    ]
+    # PyPI shows the README without the repository around it: no relative link to the contract
+    assert "](TELEMETRY.md)" not in (meta.get_payload() or "")
     requires = meta.get_all("Requires-Dist") or []
     unconditional = {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] for r in requires if ";" not in r}
     assert unconditional == CLIENT_DEPENDENCIES  # the server, its database driver and the tests stay extras
@@ -97,6 +111,9 @@ def test_the_wheel_metadata(wheel: Path) -> None:
     assert "telemetry-rollup = telemetry_rollup.cli:entry" in entry_points
     # RECORD is what pip installs and what `pip show -f` and importlib.metadata.files() list
     assert "telemetry_rollup/TELEMETRY.md," in record and "telemetry_rollup/py.typed," in record
+    assert f"{DIST_INFO}licenses/LICENSE," in record
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read(DIST_INFO + "licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
 
 
 def test_an_installed_wheel_lists_telemetry_md_among_its_files(wheel: Path, tmp_path: Path) -> None:
@@ -126,7 +143,9 @@ def test_the_sdist_holds_the_source_tree_without_ci(sdist: Path) -> None:
         members = tf.getnames()
     assert all(m.startswith(SDIST_PREFIX) for m in members)
     names = {m[len(SDIST_PREFIX) :] for m in members} - {"PKG-INFO"}
-    for needed in ("pyproject.toml", "README.md", "TELEMETRY.md", "tests/conftest.py", "examples/acme_cli.py"):
+    needed_files = ("pyproject.toml", "README.md", "TELEMETRY.md", "LICENSE")
+    needed_files += ("tests/conftest.py", "examples/acme_cli.py")
+    for needed in needed_files:
         assert needed in names
     assert _package_sources() <= names
     assert not {n for n in names if n.startswith((".ci/", ".git/", ".venv/", ".nox/", "dist/")) or "__pycache__" in n}
