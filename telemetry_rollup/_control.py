@@ -111,7 +111,7 @@ def set_mode(
         with store.lock_sender(sender_wait):
             with store.lock_buffer(BUFFER_LOCK_WAIT, fast=False):
                 old_ids = _ids_to_forget(store)
-                from ._view import remove_pages
+                from ._view_pages import remove_pages
 
                 pages = remove_pages(store.dir)  # they hold the machine id and request bodies
                 gone = store.delete_data(keep=("mode.json", "forget.json"))

@@ -243,7 +243,8 @@ class Demo:
         that ``flush`` will then POST (committed reports are immutable, ids included)."""
         from ._days import today_iso
         from ._names import is_name
-        from ._sender import Pipeline, meta_for
+        from ._pipeline import Pipeline
+        from ._sender import meta_for
         from ._store import AppStore
 
         assert is_name(APP)

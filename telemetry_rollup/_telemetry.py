@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         kept: int = 0
         dropped: int = 0
 
+
 #: flush() and send() wait this long for the buffer lock, then write a spill file
 LOCK_WAIT = 1.0
 #: Set by a telemetry command (``acme telemetry status|show|view|off|...``, cli.py): a run that
@@ -69,26 +70,6 @@ if not TYPE_CHECKING:
         if name == "SendResult":
             return type(_result())
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _allow_matcher(allow: Iterable[str] | None) -> Callable[[str], bool] | None:
-    if allow is None:
-        return None
-    exact = set()
-    patterns = []
-    for a in allow:
-        if any(ch in a for ch in "*?["):
-            patterns.append(a)
-        else:
-            exact.add(a)
-    if not patterns:
-        return exact.__contains__
-    import fnmatch
-
-    def allowed(name: str) -> bool:
-        return name in exact or any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-    return allowed
 
 
 class Telemetry:
@@ -176,7 +157,9 @@ class Telemetry:
                 "home": root,
             }
             self._headers = headers
-            self._counters.allow = _allow_matcher(allow)
+            from ._validate import allow_matcher
+
+            self._counters.allow = allow_matcher(allow)
             self._decision = self._decide()
             self._apply_mode()
         except Exception as exc:
@@ -403,14 +386,9 @@ class Telemetry:
 
     def _headers_now(self) -> dict[str, str] | None:
         """The configured headers, the callable evaluated now; None if absent, empty or invalid."""
-        from ._transport import clean_headers
+        from ._transport import headers_now
 
-        h = self._headers
-        try:
-            return clean_headers(h() if callable(h) else h)
-        except Exception as exc:
-            log.debug("headers callable failed, sending without headers: %s", type(exc).__name__)
-            return None
+        return headers_now(self._headers)
 
     def _due(self) -> bool:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""

@@ -36,6 +36,16 @@ _OWN_HEADERS = (
 )
 
 
+def headers_now(h: Any) -> dict[str, str] | None:
+    """An app's configured headers (a mapping, or a callable evaluated now), cleaned; None if
+    absent, empty or invalid. A callable that raises sends without headers (never raises)."""
+    try:
+        return clean_headers(h() if callable(h) else h)
+    except Exception as exc:
+        log.debug("headers callable failed, sending without headers: %s", type(exc).__name__)
+        return None
+
+
 def clean_headers(headers: Any) -> dict[str, str] | None:
     """Extra request headers as a plain dict, or None when absent or malformed (then none are sent).
 

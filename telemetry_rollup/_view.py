@@ -14,6 +14,7 @@ from typing import Any
 
 from ._format import _source, day_note, pretty_body, status_text, when
 from ._html import Chart, chart_html, esc, page, table
+from ._view_pages import PAGE_PREFIX, remember
 
 
 @dataclass(frozen=True)
@@ -169,69 +170,15 @@ def collect(app: str | None) -> tuple[list[AppView], str]:
     import os
 
     from . import _paths
+    from ._show import app_stores_for, show_bodies
     from ._status import app_status
-    from .cli import _stores, show_bodies
 
     views = []
-    for store in _stores(app):
+    for store in app_stores_for(app):
         bodies, notes = show_bodies(store, os.environ)
         history = store.state().get("history") if store.exists() else None
         views.append(AppView(app_status(store), bodies, notes, history if isinstance(history, list) else []))
     return views, str(_paths.data_root())
-
-
-#: The name a page written to the temp directory starts with; ``off`` removes only such files.
-PAGE_PREFIX = "telemetry-rollup-view-"
-#: In an app directory: the pages ``view`` wrote to the temp directory (they hold the machine id
-#: and the request bodies), one path a line, so that ``off`` removes them too.
-VIEWS_FILE = "views"
-
-
-def _remember(views: Sequence[AppView], path: str) -> None:
-    """Record the page in the directory of each app it shows (not one that is off or unsafe:
-    nothing is written there)."""
-    import os
-
-    from . import _fs
-
-    for v in views:
-        st = v.status
-        if st.get("mode") == "off" or st.get("unsafe") or not os.path.isdir(st["data_dir"]):
-            continue
-        try:
-            _fs.append_bytes(os.path.join(st["data_dir"], VIEWS_FILE), path.encode("utf-8", "replace") + b"\n")
-        except OSError:
-            pass
-
-
-def remove_pages(app_dir: str) -> list[str]:
-    """``off``: remove the pages ``view`` wrote for this app. Only a plain file in the temp
-    directory whose name ``view`` gives is removed: a planted ``views`` file cannot make ``off``
-    delete anything else."""
-    import os
-    import stat
-    import tempfile
-
-    from . import _fs
-
-    data = _fs.read_capped(os.path.join(app_dir, VIEWS_FILE), 1 << 20) or b""
-    tmp = os.path.realpath(tempfile.gettempdir())
-    gone = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        name = os.path.basename(line)
-        if not name.startswith(PAGE_PREFIX) or not name.endswith(".html"):
-            continue
-        try:
-            if os.path.realpath(os.path.dirname(line)) != tmp:  # e.g. macOS: /var is /private/var
-                continue
-            st = os.lstat(line)
-            uid = getattr(os, "getuid", None)  # Windows has no owner uid
-            if stat.S_ISREG(st.st_mode) and (uid is None or st.st_uid == uid()):
-                os.unlink(line)
-                gone.append(line)
-        except OSError:
-            pass
-    return gone
 
 
 def write_view(app: str | None, out: str | None, *, open_browser: bool) -> tuple[str, bool]:
@@ -251,7 +198,7 @@ def write_view(app: str | None, out: str | None, *, open_browser: bool) -> tuple
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         path = Path(name)
-        _remember(views, str(path))
+        remember(views, str(path))
     else:
         path = Path(out).resolve()
         _fs.atomic_write(path, text.encode("utf-8"))

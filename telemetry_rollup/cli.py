@@ -10,15 +10,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any
+
+# The grammar and what show/view present live below this module (no cycle with _view); they
+# are re-exported here, where tools that embed the commands have always found them.
+from ._cli_args import UsageError, add_commands, build_parser
+from ._show import REDACTED_NOTE, app_stores_for, one_store, show_bodies, shown_id
 
 if TYPE_CHECKING:
     from ._sender import RunResult
-    from ._store import AppStore
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Escaped:
@@ -42,87 +42,6 @@ class _Escaped:
 
 def _escaped(stream: IO[str]) -> IO[str]:
     return stream if isinstance(stream, _Escaped) else _Escaped(stream)  # type: ignore[return-value]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def build_parser(prog: str = "python -m telemetry_rollup", app: str | None = None) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Inspect, control and deliver telemetry_rollup counts.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    add_commands(sub, app=app)
-    return p
-
-
-def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | None = None) -> None:
-    """Add every per-app command to a subparsers action. With ``app`` (a host tool's own
-    ``telemetry`` command) there is no ``--app``: every command applies to that app.
-    ``aliases`` maps extra names to commands (``{"enable": "on"}``)."""
-    also: dict[str, list[str]] = {}
-    for alias, target in (aliases or {}).items():
-        also.setdefault(target, []).append(alias)
-
-    def app_option(p: argparse.ArgumentParser, what: str, required: bool = False) -> None:
-        if app is None:
-            p.add_argument("--app", required=required, help=what)
-
-    st = sub.add_parser("status", help="what is recorded and what would be sent, per app")
-    app_option(st, "only this app (default: every app on this machine)")
-    st.add_argument("--json", action="store_true", help="the stable JSON document (TELEMETRY.md)")
-
-    for mode, text in (
-        ("on", "store the choice: count and send (an explicit on is consent)"),
-        ("local", "store the choice: count on this machine, send nothing"),
-        ("off", "store the choice: count nothing; delete everything and ask the receiver to forget"),
-    ):
-        p = sub.add_parser(mode, help=text, aliases=also.get(mode, []))
-        app_option(p, "the app", required=(app is None and mode != "off"))
-        if mode == "off":
-            if app is None:
-                p.add_argument("--all", action="store_true", help="every app on this machine")
-            p.add_argument("--keep-remote", action="store_true", help="do not send the deletion request")
-            p.add_argument("--timeout", type=float, default=5.0, help="seconds for the deletion request (default 5)")
-
-    sh = sub.add_parser("show", help="print exactly the request bodies the next send would POST, without sending")
-    app_option(sh, "only this app (default: every app on this machine)")
-    sh.add_argument(
-        "--raw",
-        action="store_true",
-        help="the bodies as sent, one per line, nothing else, but the machine_key proof redacted",
-    )
-    sh.add_argument(
-        "--include-today",
-        action="store_true",
-        help="also today's counts, as flush --include-today would send them (changes nothing)",
-    )
-
-    v = sub.add_parser("view", help="write a local HTML page of what is recorded and would be sent, and open it")
-    app_option(v, "only this app (default: every app on this machine)")
-    v.add_argument("--out", help="the HTML file to write (default: a new file in the temp directory)")
-    v.add_argument("--no-open", action="store_true", help="only write the file and print its path")
-
-    r = sub.add_parser("reset-id", help="a new machine id; pending reports go out under it")
-    app_option(r, "the app", required=True)
-
-    f = sub.add_parser("flush", help="recover, roll up and send the due reports (and deletion requests)")
-    app_option(f, "only this app (default: every app on this machine)")
-    f.add_argument("--timeout", type=float, default=10.0, help="seconds for the whole run, per app (default 10)")
-    f.add_argument("--if-due", action="store_true", help="automatic run: respect back-off and the send interval")
-    f.add_argument("--include-today", action="store_true", help="also close and send today's counts (CI, containers)")
-    f.add_argument("--quiet", action="store_true", help="print nothing (the exit code still tells)")
-    if app is None:
-        s = sub.add_parser(
-            "serve", help="run the reference ingest server (extra: telemetry-rollup[server])", add_help=False
-        )
-        s.add_argument("args", nargs=argparse.REMAINDER)
-        rp = sub.add_parser("report", help="usage report from the server's database", add_help=False)
-        rp.add_argument("args", nargs=argparse.REMAINDER)
-        ex = sub.add_parser("export", help="send the server's daily totals to an OTLP endpoint", add_help=False)
-        ex.add_argument("args", nargs=argparse.REMAINDER)
-        sub.add_parser("demo", help="end-to-end demo in a throwaway data root (needs the server extra)")
 
 
 def add_telemetry_command(
@@ -253,27 +172,6 @@ def _dispatch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return handler(args, out, err)
 
 
-def _one_store(app: str | None) -> AppStore:
-    if app is None:
-        raise UsageError("--app is required")
-    return _stores(app)[0]
-
-
-def _stores(app: str | None) -> list[AppStore]:
-    from . import _paths
-    from ._names import APP_RULE, is_app_name
-    from ._store import AppStore, app_stores
-
-    root = _paths.data_root()
-    if app is not None:
-        if not is_app_name(app):
-            raise UsageError(f"invalid app name {app!r}: {APP_RULE}")
-        return [AppStore(os.path.join(root, app))]
-    # Only app directories: anything else under the data root (a planted "\x1b]0;..." or "con",
-    # a directory of an older rule) is not listed, switched off or sent from.
-    return [s for s in app_stores(root) if is_app_name(s.app)]
-
-
 def cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     import time
 
@@ -281,7 +179,7 @@ def cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ._format import status_text
     from ._status import status_all
 
-    stores = _stores(args.app)
+    stores = app_stores_for(args.app)
     doc = status_all(stores, _paths.data_root())
     if args.json:
         out.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -311,15 +209,15 @@ def cmd_mode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if getattr(args, "all", False):
             if args.app is not None:
                 raise UsageError("give --app or --all, not both")
-            stores = _stores(None)
+            stores = app_stores_for(None)
         elif args.app is None:
             raise UsageError("--app APP or --all is required")
         else:
-            stores = _stores(args.app)
+            stores = app_stores_for(args.app)
         if args.timeout <= 0:
             raise UsageError("--timeout must be positive")
     else:
-        stores = [_one_store(args.app)]
+        stores = [one_store(args.app)]
     code = 0
     if not stores:
         out.write("No app has recorded anything on this machine: nothing to switch off.\n")
@@ -347,7 +245,7 @@ def cmd_mode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 out.write(f"{res.app}: nothing to delete.\n")
             if res.forget:
                 out.write(f"{res.app}: deletion request for the old machine id: {res.forget}\n")
-        elif mode == "on" and _shown_id(store) is None:
+        elif mode == "on" and shown_id(store) is None:
             out.write(f"{res.app}: a new random machine id will be made at the next send.\n")
         out.write(_override_note(store, res.effective, mode))
     return code
@@ -372,14 +270,14 @@ _WHAT = {
 def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ._control import effective, reset_id
 
-    store = _one_store(args.app)
+    store = one_store(args.app)
     if not store.exists():
         err.write(f"{store.app} has recorded nothing on this machine: it has no machine id\n")
         return 1
     if store.stored_mode() == "off" or effective(store, os.environ).mode == "off":
         err.write(f"{store.app}: telemetry is off: no machine id is kept\n")
         return 1
-    old = _shown_id(store)
+    old = shown_id(store)
     new, forget = reset_id(store)
     out.write(f"{store.app}: machine id {old or '(none)'} -> {new}; pending reports will be sent under it.\n")
     if forget:
@@ -387,92 +285,11 @@ def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return 0
 
 
-def _shown_id(store: AppStore) -> str | None:
-    """The machine id as people see it (never the key it is derived from)."""
-    from ._identity import current_id
-
-    return current_id(store.dir)
-
-
-#: show's note on what it does not print as sent.
-REDACTED_NOTE = "machine_key (the proof that a request comes from this machine) is sent but never shown"
-
-
 def cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    for store in _stores(args.app):
+    for store in app_stores_for(args.app):
         bodies, notes = show_bodies(store, os.environ, args.include_today)
         _emit_show(args, out, err, store.app, bodies, notes)
     return 0
-
-
-def show_bodies(
-    store: AppStore, env: Any, include_today: bool = False
-) -> tuple[list[tuple[str, str | None, bytes]], list[str]]:
-    """What ``show`` prints for one app: the (what, url, body) requests the next send would
-    POST, with the machine key redacted, and notes on why less or nothing is sent. Writes
-    nothing: the reports the send will make are computed, not made."""
-    import time
-    from pathlib import Path
-
-    from ._control import forget_body, forget_requests, opted_out_by_env
-    from ._days import today_iso
-    from ._due import notice_settled
-    from ._endpoint import endpoint_problem, shown
-    from ._sender import Pipeline, decide, meta_for
-
-    bodies: list[tuple[str, str | None, bytes]] = []
-    notes: list[str] = []
-    if not store.exists():
-        notes.append(f"{store.app} has recorded nothing on this machine")
-        return bodies, notes
-    opt_out = opted_out_by_env(store, env)
-    if opt_out is not None:
-        notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
-        return bodies, notes
-    from ._identity import redact
-
-    for r in forget_requests(store):
-        bodies.append(("deletion request for an old machine id", shown(r["endpoint"]), redact(forget_body(store, r))))
-    decision = decide(store, env)
-    endpoint = store.config().get("endpoint")
-    url = shown(endpoint)  # a refused endpoint (config.json edited by hand) is never echoed
-    refused = endpoint_problem(endpoint) if endpoint not in (None, "") else None
-    if decision.mode == "off":
-        notes.append(f"mode is off ({decision.source}): no report is kept or sent")
-        return bodies, notes
-    # Read-only on the pipeline: nothing is claimed, rolled up or committed, so looking (today
-    # included) never changes what will be sent or when. The sender lock only keeps the view
-    # consistent with a send in progress.
-    with store.lock_sender(10.0):
-        if store.stored_mode() == "off":
-            notes.append("mode is off: no report is kept or sent")
-        else:
-            pipe = Pipeline(store)
-            pending = pipe.preview(today=today_iso(time.time()), include_today=include_today)
-            meta = meta_for(store, store.config(), env, create_id=False)
-            for _, body in pipe.request_bodies(Path(store.outbox), meta, pending):
-                bodies.append(("reports", url, redact(body)))
-            if _shown_id(store) is None and any(w == "reports" for w, _, _ in bodies):
-                notes.append(
-                    "no machine id exists yet: the first send makes a random one in place of " + str(meta["machine_id"])
-                )
-    if decision.mode == "local":
-        notes.append(f"mode is local ({decision.source}): this is what would be sent; nothing is")
-    elif refused is not None:
-        notes.append(f"the endpoint in config.json is refused ({refused}): nothing is sent")
-    elif url is None:
-        notes.append("no endpoint is configured: nothing is sent")
-    elif decision.source == "default" and not notice_settled(store, time.time()):
-        notes.append("nothing is sent before the notice has been shown once and its UTC day is over")
-    from ._status import local_only
-
-    loc = local_only(store)
-    if loc["counts"]:
-        notes.append(
-            f"{loc['counts']} count(s) recorded while local or before the notice are kept on this machine"
-            f" only and never sent (deleted by {loc['until']})"
-        )
-    return bodies, notes
 
 
 def cmd_view(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -519,7 +336,7 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     code = 0
-    for store in _stores(args.app):
+    for store in app_stores_for(args.app):
         if not store.exists():
             continue
         fres = retry_forget(store, timeout=min(5.0, args.timeout), force=not args.if_due)
