@@ -144,7 +144,12 @@ def _post_bounded(url: str, body: bytes, *, timeout: float, headers: dict[str, s
         return Outcome("retry", None, None, "no thread for the request")
     t.join(max(0.0, deadline - time.monotonic()))
     if t.is_alive():
+        # The answer is what had arrived by the deadline, read before hanging up: the hang-up
+        # ends a header block the server never finished with an EOF, which http.client takes for
+        # its end, so a status line that came in time would otherwise be taken for an answer.
+        outcome = _outcome(dict(box), timeout)
         _hang_up(conns)  # its blocked read returns now: no more bytes are read into this process
+        return outcome
     return _outcome(box, timeout)
 
 

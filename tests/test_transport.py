@@ -220,3 +220,24 @@ def test_a_send_leaves_the_hosts_warnings_alone(
         assert proc.stdout.split() == ["1", "True"], (proc.stdout, proc.stderr)
         assert proc.stderr == ""
         assert receiver.totals().get("build") == 1
+
+
+def test_an_answer_whose_headers_never_end_is_no_answer(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status line arrives in time, the headers never end. Hanging up at the deadline gives
+    http.client an EOF, which it takes for the end of the headers: the request thread then had a
+    complete-looking 200. The answer is what had arrived by the deadline (a full suite run under
+    load once saw ``sent 200`` here); the main thread is slowed after the hang-up, as a loaded
+    machine did, so that the request thread finishes first."""
+    from telemetry_rollup import _transport
+
+    hang_up = _transport._hang_up
+
+    def slow_hang_up(conns: list[object]) -> None:
+        hang_up(conns)
+        time.sleep(0.5)  # the request thread parses the cut-off answer meanwhile
+
+    monkeypatch.setattr(_transport, "_hang_up", slow_hang_up)
+    with Hostile("trickle_head") as server:
+        # the status line takes ~0.85 s to trickle in; the deadline comes after it, in the headers
+        out = _transport.post(server.url, b"{}", timeout=1.5)
+        assert (out.kind, out.status) == ("retry", None), out
