@@ -22,8 +22,8 @@ from urllib.parse import quote
 import pytest
 from server_helpers import day, new_id
 
+from telemetry_rollup.server.schema import MIGRATIONS
 from telemetry_rollup.server.store import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     Environment,
     Ingest,
