@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from telemetry_rollup._html import Chart, chart_html, esc, page, table
-from telemetry_rollup.server.report import DIMENSIONS, DURATION_BUCKETS, outcomes
+from telemetry_rollup.server.report import DIMENSIONS, DURATION_BUCKETS, machine_days, outcomes
 from telemetry_rollup.server.store import OTHER_APP, SQLStore
 
 DEFAULT_DAYS = 30
@@ -229,10 +229,17 @@ def load_app(store: SQLStore, app: str, query: Query, page_no: int) -> AppData:
         page_no,
         daily=daily,
         machines=[(d, m) for _, d, m in store.machines_per_day(app, query.since, query.until)],
-        by={dim: [(v, m) for _, v, m in store.machines_by(dim, app, query.since, query.until)] for dim in DIMENSIONS},
+        by={
+            dim: [(v, n) for _, v, n in machine_days(rows_by(store, dim, app, query))] for dim in DIMENSIONS
+        },
         refusals=[(r, n) for _, _, r, n in store.refusals(app, query.since, query.until)],
         deletions=[(d, n) for _, d, n in store.deletions(app, query.since, query.until)],
     )
+
+
+def rows_by(store: SQLStore, dimension: str, app: str, query: Query) -> list[dict[str, Any]]:
+    rows = store.machines_by(dimension, app, query.since, query.until)
+    return [{"app": a, "day": d, "value": v, "machines": m} for a, d, v, m in rows]
 
 
 def load(store: SQLStore, query: Query) -> Page:
@@ -261,7 +268,8 @@ def app_charts(data: AppData, query: Query) -> list[Chart]:
         daily = data.daily.get(name, {})
         charts.append(Chart(f"counts:{name}", f"{name}: total per day", tuple((d, daily.get(d, 0)) for d in days)))
     for dim in DIMENSIONS:
-        charts.append(Chart(f"by:{dim}", f"Machines by {_DIM_TITLES[dim]}", data.by.get(dim, ()), "hbars"))
+        title = f"Machine-days by {_DIM_TITLES[dim]} (a machine counts once per day it reported)"
+        charts.append(Chart(f"by:{dim}", title, data.by.get(dim, ()), "hbars"))
     ops = data.operations
     charts.append(
         Chart(

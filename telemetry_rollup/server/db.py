@@ -2,7 +2,7 @@
 
 Every statement the store runs is written once, with ``?`` placeholders, in SQL that both SQLite
 (3.35+) and PostgreSQL (10+) accept. What differs per backend is a handful of words, held by a
-:class:`Dialect` (the auto-numbered key, a row lock, string aggregation, advisory locks), and
+:class:`Dialect` (the auto-numbered key, a row lock, a table without row ids, advisory locks), and
 how connections and transactions are made (``db_sqlite``, ``db_pg``, which import only this
 module). The shapes the store repeats (insert many rows; insert unless present; insert or add
 to what is there; read rows by their keys or by a range of days) are built here from a
@@ -43,6 +43,11 @@ class Executor(Protocol):
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None: ...
 
+    def pipelined(self) -> AbstractContextManager[None]:
+        """Statements whose results are not read may be sent together (one round trip on
+        PostgreSQL); an error surfaces at the end of the block at the latest."""
+        ...
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -54,8 +59,9 @@ class Dialect:
     #: Appended to a SELECT whose rows the transaction will update (PostgreSQL row locks;
     #: SQLite's writer holds the whole database already).
     for_update: str
-    #: The aggregate joining strings with a separator (``{string_agg}`` in a migration).
-    string_agg: str
+    #: Appended to CREATE TABLE for a table that is its primary key (SQLite ``WITHOUT ROWID``
+    #: saves a second copy of the key; ``{without_rowid}`` in a migration).
+    without_rowid: str
     #: A query counting the tables named "meta" the store can see.
     meta_exists: str
     #: Wait for and take transaction-scoped locks on 64-bit keys, given as one array parameter
@@ -63,8 +69,10 @@ class Dialect:
     lock_keys: str | None = None
     #: Take one such lock if it is free, answering true or false.
     try_lock: str | None = None
-    #: Bound parameters per statement (SQLite allows 32766; PostgreSQL 65535).
+    #: Bound parameters per statement (SQLite allows 32766).
     max_params: int = 30000
+    #: Rows are passed as one array per column (PostgreSQL), not as many placeholders.
+    arrays: bool = False
 
 
 class Database(Protocol):
@@ -108,11 +116,13 @@ def try_lock(tx: Executor, dialect: Dialect, key: int) -> bool:
 
 @dataclass(frozen=True)
 class Table:
-    """A table as the query layer sees it: its key columns, then its other columns."""
+    """A table as the query layer sees it: its key columns, then its other columns; ``ints``
+    names the integer columns (the others are text)."""
 
     name: str
     key: tuple[str, ...]
     values: tuple[str, ...] = ()
+    ints: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -122,25 +132,46 @@ class Table:
 #: How an insert treats a row whose key is already stored.
 IGNORE = "ignore"  # keep the stored row
 ADD = "add"  # add the new row's values to the stored row's (a running total)
+REPLACE = "replace"  # the new row's values replace the stored row's
 
 
-@lru_cache(maxsize=512)
-def insert_sql(table: Table, rows: int, on_conflict: str = "") -> str:
+@lru_cache(maxsize=1024)
+def rows_sql(table: Table, columns: tuple[str, ...], rows: int, arrays: bool) -> str:
+    """A source of ``rows`` rows of ``columns``: ``VALUES (?, ?), (?, ?)``, or on a backend with
+    arrays one array per column (``SELECT * FROM unnest(?, ?)``): one statement text whatever the
+    number of rows, so PostgreSQL parses and plans it once (a 20-row ``VALUES`` upsert cost more
+    to send than to run)."""
+    if arrays:
+        types = ", ".join(f"CAST(? AS {'BIGINT' if c in table.ints else 'TEXT'}[])" for c in columns)
+        return f"SELECT * FROM unnest({types})"  # noqa: S608 - column types only
+    one = "(" + ", ".join("?" * len(columns)) + ")"
+    return "VALUES " + ", ".join([one] * rows)
+
+
+def _params(rows: Sequence[Sequence[Any]], width: int, arrays: bool) -> list[Any]:
+    if arrays:
+        return [[row[i] for row in rows] for i in range(width)]
+    return [v for row in rows for v in row]
+
+
+@lru_cache(maxsize=1024)
+def insert_sql(table: Table, rows: int, on_conflict: str = "", arrays: bool = False) -> str:
     """``INSERT`` of ``rows`` rows of every column of ``table``."""
-    one = "(" + ", ".join("?" * len(table.columns)) + ")"
-    sql = f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES {', '.join([one] * rows)}"  # noqa: S608
+    source = rows_sql(table, table.columns, rows, arrays)
+    sql = f"INSERT INTO {table.name} ({', '.join(table.columns)}) {source}"
     if on_conflict == IGNORE:
         sql += f" ON CONFLICT ({', '.join(table.key)}) DO NOTHING"
-    elif on_conflict == ADD:
-        sums = ", ".join(f"{v} = {table.name}.{v} + excluded.{v}" for v in table.values)
-        sql += f" ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {sums}"
+    elif on_conflict in (ADD, REPLACE):
+        plus = f"{table.name}.{{v}} + " if on_conflict == ADD else ""
+        sets = ", ".join(f"{v} = {plus.format(v=v)}excluded.{v}" for v in table.values)
+        sql += f" ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {sets}"
     elif on_conflict:
         raise ValueError(on_conflict)
     return sql
 
 
 def _chunks(rows: Sequence[Any], width: int, dialect: Dialect) -> Iterator[Sequence[Any]]:
-    size = max(1, min(1000, dialect.max_params // max(1, width)))
+    size = 5000 if dialect.arrays else max(1, min(1000, dialect.max_params // max(1, width)))
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
 
@@ -149,9 +180,25 @@ def insert(
     tx: Executor, dialect: Dialect, table: Table, rows: Sequence[Sequence[Any]], on_conflict: str = ""
 ) -> None:
     """Insert ``rows`` (in their order, which is the order rows are locked in) in as few
-    statements as the parameter limit allows. With :data:`ADD`, no key may appear twice."""
-    for chunk in _chunks(rows, len(table.columns), dialect):
-        tx.execute(insert_sql(table, len(chunk), on_conflict), [v for row in chunk for v in row])
+    statements as the parameter limit allows. With :data:`ADD` or :data:`REPLACE`, no key may
+    appear twice (one statement may not update a row twice)."""
+    width = len(table.columns)
+    for chunk in _chunks(rows, width, dialect):
+        sql = insert_sql(table, 0 if dialect.arrays else len(chunk), on_conflict, dialect.arrays)
+        tx.execute(sql, _params(chunk, width, dialect.arrays))
+
+
+def insert_returning(
+    tx: Executor, dialect: Dialect, table: Table, rows: Sequence[Sequence[Any]]
+) -> set[tuple[str, ...]]:
+    """Insert ``rows`` unless their key is stored; return the keys (as text) of those inserted."""
+    out: set[tuple[str, ...]] = set()
+    returning = " RETURNING " + ", ".join(table.key)
+    width = len(table.columns)
+    for chunk in _chunks(rows, width, dialect):
+        sql = insert_sql(table, 0 if dialect.arrays else len(chunk), IGNORE, dialect.arrays) + returning
+        out.update(tuple(str(v) for v in r) for r in tx.execute(sql, _params(chunk, width, dialect.arrays)).fetchall())
+    return out
 
 
 def select_by_keys(
@@ -166,17 +213,12 @@ def select_by_keys(
 ) -> list[Any]:
     """``columns`` of the rows whose ``key`` columns equal one of ``keys`` (and ``where``)."""
     out: list[Any] = []
-    one = "(" + ", ".join("?" * len(key)) + ")"
     for chunk in _chunks(keys, len(key), dialect):
-        match = (
-            f"{key[0]} IN ({', '.join('?' * len(chunk))})"
-            if len(key) == 1
-            else f"({', '.join(key)}) IN (VALUES {', '.join([one] * len(chunk))})"
-        )
-        sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {match}"  # noqa: S608 - names from Table
+        source = rows_sql(table, tuple(key), 0 if dialect.arrays else len(chunk), dialect.arrays)
+        sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE ({', '.join(key)}) IN ({source})"  # noqa: S608
         if where:
             sql += f" AND {where}"
-        out += tx.execute(sql, [*(v for k in chunk for v in k), *params]).fetchall()
+        out += tx.execute(sql, [*_params(chunk, len(key), dialect.arrays), *params]).fetchall()
     return out
 
 

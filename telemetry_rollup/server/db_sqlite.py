@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,7 @@ DIALECT = Dialect(
     name="sqlite",
     serial="INTEGER PRIMARY KEY",
     for_update="",
-    string_agg="group_concat",
+    without_rowid=" WITHOUT ROWID",
     meta_exists="SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
 )
 
@@ -36,6 +36,9 @@ class _Executor:
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(sql, [tuple(p) for p in params])
+
+    def pipelined(self) -> AbstractContextManager[None]:
+        return nullcontext()  # in-process: no round trip to save
 
 
 class SQLiteDatabase:

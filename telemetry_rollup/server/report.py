@@ -30,7 +30,7 @@ class Report:
     until: str
     app: str | None
     counts: list[dict[str, Any]]  # app, day, name, total, machines
-    machines: dict[str, list[dict[str, Any]]]  # dimension -> app, value, machines
+    machines: dict[str, list[dict[str, Any]]]  # dimension -> app, day, value, machines (distinct that day)
     refusals: list[dict[str, Any]]  # app, day, reason, n
     deletions: list[dict[str, Any]]  # app, day, n
     outcomes: list[dict[str, Any]]  # app, name, calls, errors, error_rate, top_codes, durations
@@ -102,12 +102,21 @@ def build_report(store: SQLStore, app: str | None, days: int, today: date) -> Re
         {"app": a, "day": d, "name": n, "total": t, "machines": m} for a, d, n, t, m in store.daily_counts(app, since)
     ]
     machines = {
-        dim: [{"app": a, "value": v, "machines": m} for a, v, m in store.machines_by(dim, app, since)]
+        dim: [{"app": a, "day": d, "value": v, "machines": m} for a, d, v, m in store.machines_by(dim, app, since)]
         for dim in DIMENSIONS
     }
     refusals = [{"app": _app_label(a), "day": d, "reason": r, "n": n} for a, d, r, n in store.refusals(app, since)]
     deletions = [{"app": a, "day": d, "n": n} for a, d, n in store.deletions(app, since)]
     return Report(since, today.isoformat(), app, counts, machines, refusals, deletions, outcomes(counts))
+
+
+def machine_days(rows: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """(app, value, machine-days) from per-day rows, largest first per app: a machine counts
+    once for each day it reported with that value. Pure."""
+    sums: dict[tuple[str, str], int] = {}
+    for r in rows:
+        sums[(r["app"], r["value"])] = sums.get((r["app"], r["value"]), 0) + int(r["machines"])
+    return sorted(((a, v, n) for (a, v), n in sums.items()), key=lambda t: (t[0], -t[2], t[1]))
 
 
 def bar(value: int, largest: int, width: int = BAR_WIDTH) -> str:
@@ -148,12 +157,8 @@ def format_table(report: Report) -> str:
         3,
     )
     for dim in DIMENSIONS:
-        out += ["", f"Machines per {dim.replace('_', ' ')}"]
-        out += _table(
-            ["app", dim, "machines"],
-            [[r["app"], r["value"], r["machines"]] for r in report.machines[dim]],
-            2,
-        )
+        out += ["", f"Machine-days per {dim.replace('_', ' ')} (a machine counts once per day it reported)"]
+        out += _table(["app", dim, "machine-days"], [list(r) for r in machine_days(report.machines[dim])], 2)
     out += ["", "Counters refused, by reason"]
     out += _table(
         ["app", "day", "reason", "refused"],
@@ -194,7 +199,7 @@ def format_csv(report: Report) -> str:
         writer.writerow(["counts", r["app"], r["day"], r["name"], r["total"], r["machines"]])
     for dim in DIMENSIONS:
         for r in report.machines[dim]:
-            writer.writerow([dim, r["app"], "", r["value"], r["machines"], r["machines"]])
+            writer.writerow([dim, r["app"], r["day"], r["value"], r["machines"], r["machines"]])
     for r in report.refusals:
         writer.writerow(["refusals", r["app"], r["day"], r["reason"], r["n"], ""])
     for r in report.deletions:
