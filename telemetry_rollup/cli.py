@@ -116,6 +116,8 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
         s.add_argument("args", nargs=argparse.REMAINDER)
         rp = sub.add_parser("report", help="usage report from the server's database", add_help=False)
         rp.add_argument("args", nargs=argparse.REMAINDER)
+        pr = sub.add_parser("prune", help="delete the server's old raw rows, keep its daily totals", add_help=False)
+        pr.add_argument("args", nargs=argparse.REMAINDER)
         sub.add_parser("demo", help="end-to-end demo in a throwaway data root (needs the server extra)")
 
 
@@ -174,7 +176,7 @@ def main(
     out = _escaped(stdout or sys.stdout)
     err = _escaped(stderr or sys.stderr)
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("serve", "report") and app is None:
+    if args_list and args_list[0] in ("serve", "report", "prune") and app is None:
         return _server_command(args_list[0], args_list[1:], err)
     if args_list and args_list[0] == "demo" and app is None:
         from ._demo import demo_main
@@ -541,7 +543,8 @@ def _server_command(name: str, argv: list[str], err: IO[str]) -> int:
         err.write("telemetry_rollup: the server is an extra: pip install 'telemetry-rollup[server]'\n")
         return 2
     try:
-        return int(server_cli.serve_main(argv) if name == "serve" else server_cli.report_main(argv))
+        commands = {"serve": server_cli.serve_main, "report": server_cli.report_main, "prune": server_cli.prune_main}
+        return int(commands[name](argv))
     except ImportError:
         err.write("telemetry_rollup: the server is an extra: pip install 'telemetry-rollup[server]'\n")
         return 2

@@ -1,10 +1,10 @@
-"""``serve`` and ``report``: argument parsing and process boundaries, nothing else.
+"""``serve``, ``report`` and ``prune``: argument parsing and process boundaries, nothing else.
 
 Exit codes: 0 success, 2 usage error, 1 runtime failure; each failure is ONE line on
 stderr. FastAPI and uvicorn are imported inside :func:`serve_main` only, so ``report``
 works with just a database driver, and a missing ``[server]`` extra surfaces as an
 ImportError (raised from ``serve_main``) that the package's CLI turns into an install
-hint. Only the report writes to stdout.
+hint. Only the report, and prune's one line, write to stdout.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
 from telemetry_rollup.server.config import load_config
 from telemetry_rollup.server.report import FORMATS, FORMATTERS, build_report
-from telemetry_rollup.server.store import StoreError, check_db_url, default_db_url, open_store
+from telemetry_rollup.server.store import MIN_RETENTION_DAYS, StoreError, check_db_url, default_db_url, open_store
 
 ENV_DB = "TELEMETRY_ROLLUP_SERVER_DB"  # same names as app.ENV_*, kept here to avoid the import
 ENV_CONFIG = "TELEMETRY_ROLLUP_SERVER_CONFIG"
@@ -246,19 +246,56 @@ def _html_report(store: Any, args: argparse.Namespace, today: Any) -> str:
     return dashboard.html_report(store, query)
 
 
+def _prune_parser() -> _Parser:
+    parser = _Parser(
+        prog="telemetry-rollup prune",
+        description="Delete raw rows older than DAYS (UTC); the daily totals the report and dashboard read are kept.",
+    )
+    parser.add_argument("--db", help="sqlite:///file.db, sqlite:////abs/file.db or postgresql://…")
+    parser.add_argument("--older-than", type=int, required=True, metavar="DAYS", help=f"at least {MIN_RETENTION_DAYS}")
+    return parser
+
+
+def prune_main(argv: list[str]) -> int:
+    """Delete old raw rows; print one line saying how many machine-days were pruned."""
+    prog = "telemetry-rollup prune"
+    try:
+        args = _prune_parser().parse_args(argv)
+        url = args.db or default_db_url()
+        check_db_url(url)
+        if not MIN_RETENTION_DAYS <= args.older_than <= 100_000:
+            raise UsageError(f"--older-than must be {MIN_RETENTION_DAYS}..100000 (reports may arrive 35 days late)")
+    except (UsageError, ValueError) as exc:
+        return _fail(prog, str(exc), 2)
+    today = datetime.now(timezone.utc).date()
+    try:
+        store = open_store(url, create=False)
+    except (StoreError, OSError) as exc:
+        return _fail(prog, str(exc), 1)
+    try:
+        pruned = store.prune(args.older_than, today)
+    except StoreError as exc:
+        return _fail(prog, str(exc), 1)
+    finally:
+        store.close()
+    before = (today - timedelta(days=args.older_than)).isoformat()
+    print(f"pruned the raw rows of {pruned} machine-days before {before} (UTC); daily totals kept")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m telemetry_rollup.server.cli serve|report ...`` (standalone use)."""
+    """``python -m telemetry_rollup.server.cli serve|report|prune ...`` (standalone use)."""
     args = sys.argv[1:] if argv is None else argv
-    commands = {"serve": serve_main, "report": report_main}
+    commands = {"serve": serve_main, "report": report_main, "prune": prune_main}
     if not args or args[0] not in commands:
-        return _fail("telemetry-rollup.server", "usage: serve|report [options]", 2)
+        return _fail("telemetry-rollup.server", "usage: serve|report|prune [options]", 2)
     try:
         return commands[args[0]](args[1:])
     except ImportError as exc:
         return _fail("telemetry-rollup", f"{exc.name or exc}: pip install 'telemetry-rollup[server]'", 1)
 
 
-__all__ = ["main", "report_main", "serve_main"]
+__all__ = ["main", "prune_main", "report_main", "serve_main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
