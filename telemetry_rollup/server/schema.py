@@ -104,9 +104,14 @@ def apply_delta(tx: Executor, dialect: Dialect, deltas: Mapping[str, Delta]) -> 
     insert(tx, dialect, DAILY, sorted(rows), ADD)  # keys are unique: sorting rows sorts keys
 
 
+#: Machines read at a time by the migration to version 4.
+V4_PAGE = 500
+
+
 def _v4_from_v3(tx: Executor, dialect: Dialect) -> None:
-    """Fold every version-3 report into its machine's day and the aggregates, 500 machines at
-    a time (a page never splits a machine; memory follows the page, not the database)."""
+    """Fold every version-3 report into its machine's day and the aggregates, :data:`V4_PAGE`
+    machines at a time (a page never splits a machine; memory follows the page, not the
+    database)."""
     deltas: dict[str, Delta] = {}
     last: tuple[str, str] = ("", "")
     while True:
@@ -114,9 +119,9 @@ def _v4_from_v3(tx: Executor, dialect: Dialect) -> None:
             "SELECT r.app, r.machine_id, r.day, r.id, r.app_version, r.lib_version, r.os, r.arch, r.python,"
             " r.ci, c.name, c.value FROM reports r LEFT JOIN counts c ON c.rid = r.rid"
             " WHERE (r.app, r.machine_id) IN (SELECT app, machine_id FROM reports WHERE (app, machine_id) > (?, ?)"
-            " GROUP BY app, machine_id ORDER BY app, machine_id LIMIT 500)"
+            " GROUP BY app, machine_id ORDER BY app, machine_id LIMIT ?)"
             " ORDER BY r.app, r.machine_id, r.day, r.id",
-            last,
+            (*last, V4_PAGE),
         ).fetchall()
         if not rows:
             break
