@@ -17,6 +17,7 @@ number of distinct names (capped per app and day at ingest), never the number of
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -222,6 +223,7 @@ def load_app(store: SQLStore, app: str, query: Query, page_no: int) -> AppData:
     shaped = shape_app(app, totals, query, page_no)
     names = [n for n, _ in shaped.totals]
     daily = [(n, d, t) for _, d, n, t, _ in store.daily_counts(app, query.since, query.until, names=names)]
+    by = functools.partial(store.machines_by, app=app, since=query.since, until=query.until)
     return shape_app(
         app,
         totals,
@@ -229,17 +231,10 @@ def load_app(store: SQLStore, app: str, query: Query, page_no: int) -> AppData:
         page_no,
         daily=daily,
         machines=[(d, m) for _, d, m in store.machines_per_day(app, query.since, query.until)],
-        by={
-            dim: [(v, n) for _, v, n in machine_days(rows_by(store, dim, app, query))] for dim in DIMENSIONS
-        },
+        by={dim: [(v, n) for _, v, n in machine_days(by(dim))] for dim in DIMENSIONS},
         refusals=[(r, n) for _, _, r, n in store.refusals(app, query.since, query.until)],
         deletions=[(d, n) for _, d, n in store.deletions(app, query.since, query.until)],
     )
-
-
-def rows_by(store: SQLStore, dimension: str, app: str, query: Query) -> list[dict[str, Any]]:
-    rows = store.machines_by(dimension, app, query.since, query.until)
-    return [{"app": a, "day": d, "value": v, "machines": m} for a, d, v, m in rows]
 
 
 def load(store: SQLStore, query: Query) -> Page:
@@ -268,7 +263,7 @@ def app_charts(data: AppData, query: Query) -> list[Chart]:
         daily = data.daily.get(name, {})
         charts.append(Chart(f"counts:{name}", f"{name}: total per day", tuple((d, daily.get(d, 0)) for d in days)))
     for dim in DIMENSIONS:
-        title = f"Machine-days by {_DIM_TITLES[dim]} (a machine counts once per day it reported)"
+        title = f"Machine-days by {_DIM_TITLES[dim]} (a machine counts once a day)"
         charts.append(Chart(f"by:{dim}", title, data.by.get(dim, ()), "hbars"))
     ops = data.operations
     charts.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -110,12 +111,12 @@ def build_report(store: SQLStore, app: str | None, days: int, today: date) -> Re
     return Report(since, today.isoformat(), app, counts, machines, refusals, deletions, outcomes(counts))
 
 
-def machine_days(rows: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
-    """(app, value, machine-days) from per-day rows, largest first per app: a machine counts
-    once for each day it reported with that value. Pure."""
+def machine_days(rows: Iterable[tuple[str, str, str, int]]) -> list[tuple[str, str, int]]:
+    """(app, value, machine-days) from per-day rows (app, day, value, machines), largest first per
+    app: a machine counts once for each day it reported with that value. Pure."""
     sums: dict[tuple[str, str], int] = {}
-    for r in rows:
-        sums[(r["app"], r["value"])] = sums.get((r["app"], r["value"]), 0) + int(r["machines"])
+    for app, _, value, machines in rows:
+        sums[(app, value)] = sums.get((app, value), 0) + int(machines)
     return sorted(((a, v, n) for (a, v), n in sums.items()), key=lambda t: (t[0], -t[2], t[1]))
 
 
@@ -158,7 +159,8 @@ def format_table(report: Report) -> str:
     )
     for dim in DIMENSIONS:
         out += ["", f"Machine-days per {dim.replace('_', ' ')} (a machine counts once per day it reported)"]
-        out += _table(["app", dim, "machine-days"], [list(r) for r in machine_days(report.machines[dim])], 2)
+        days = machine_days((r["app"], r["day"], r["value"], r["machines"]) for r in report.machines[dim])
+        out += _table(["app", dim, "machine-days"], [list(r) for r in days], 2)
     out += ["", "Counters refused, by reason"]
     out += _table(
         ["app", "day", "reason", "refused"],
