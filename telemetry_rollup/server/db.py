@@ -148,6 +148,15 @@ def rows_sql(table: Table, columns: tuple[str, ...], rows: int, arrays: bool) ->
     return "VALUES " + ", ".join([one] * rows)
 
 
+#: Up to this many rows a statement lists them (``VALUES``) even on a backend with arrays: one
+#: request's few rows cost less as plain parameters than as array literals.
+FEW_ROWS = 4
+
+
+def _arrays(dialect: Dialect, rows: int) -> bool:
+    return dialect.arrays and rows > FEW_ROWS
+
+
 def _params(rows: Sequence[Sequence[Any]], width: int, arrays: bool) -> list[Any]:
     if arrays:
         return [[row[i] for row in rows] for i in range(width)]
@@ -176,16 +185,14 @@ def _chunks(rows: Sequence[Any], width: int, dialect: Dialect) -> Iterator[Seque
         yield rows[i : i + size]
 
 
-def insert(
-    tx: Executor, dialect: Dialect, table: Table, rows: Sequence[Sequence[Any]], on_conflict: str = ""
-) -> None:
+def insert(tx: Executor, dialect: Dialect, table: Table, rows: Sequence[Sequence[Any]], on_conflict: str = "") -> None:
     """Insert ``rows`` (in their order, which is the order rows are locked in) in as few
     statements as the parameter limit allows. With :data:`ADD` or :data:`REPLACE`, no key may
     appear twice (one statement may not update a row twice)."""
     width = len(table.columns)
     for chunk in _chunks(rows, width, dialect):
-        sql = insert_sql(table, 0 if dialect.arrays else len(chunk), on_conflict, dialect.arrays)
-        tx.execute(sql, _params(chunk, width, dialect.arrays))
+        arrays = _arrays(dialect, len(chunk))
+        tx.execute(insert_sql(table, 0 if arrays else len(chunk), on_conflict, arrays), _params(chunk, width, arrays))
 
 
 def insert_returning(
@@ -196,8 +203,9 @@ def insert_returning(
     returning = " RETURNING " + ", ".join(table.key)
     width = len(table.columns)
     for chunk in _chunks(rows, width, dialect):
-        sql = insert_sql(table, 0 if dialect.arrays else len(chunk), IGNORE, dialect.arrays) + returning
-        out.update(tuple(str(v) for v in r) for r in tx.execute(sql, _params(chunk, width, dialect.arrays)).fetchall())
+        arrays = _arrays(dialect, len(chunk))
+        sql = insert_sql(table, 0 if arrays else len(chunk), IGNORE, arrays) + returning
+        out.update(tuple(str(v) for v in r) for r in tx.execute(sql, _params(chunk, width, arrays)).fetchall())
     return out
 
 
@@ -214,11 +222,12 @@ def select_by_keys(
     """``columns`` of the rows whose ``key`` columns equal one of ``keys`` (and ``where``)."""
     out: list[Any] = []
     for chunk in _chunks(keys, len(key), dialect):
-        source = rows_sql(table, tuple(key), 0 if dialect.arrays else len(chunk), dialect.arrays)
+        arrays = _arrays(dialect, len(chunk))
+        source = rows_sql(table, tuple(key), 0 if arrays else len(chunk), arrays)
         sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE ({', '.join(key)}) IN ({source})"  # noqa: S608
         if where:
             sql += f" AND {where}"
-        out += tx.execute(sql, [*_params(chunk, len(key), dialect.arrays), *params]).fetchall()
+        out += tx.execute(sql, [*_params(chunk, len(key), arrays), *params]).fetchall()
     return out
 
 

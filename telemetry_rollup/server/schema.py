@@ -59,6 +59,7 @@ DELETIONS = Table("deletions", ("app", "day"), ("n",), ("n",))
 NAMES = Table("names", ("app", "day", "name"))
 NAME_DAYS = Table("name_days", ("app", "day"), ("n",), ("n",))
 
+
 def day_row(app: str, machine_id: str, state: MachineDay) -> tuple[Any, ...]:
     """A machine's day as its ``machine_days`` row: the first value of each field in its column
     (readable, and all there is on almost every day), any other values in ``more``, the counts

@@ -16,7 +16,6 @@ machine's day (a machine sending thousands of reports a day costs what one sendi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from telemetry_rollup.server.aggregates import Contribution, Delta, MachineDay, add_report, contribution, env_of
 from telemetry_rollup.server.db import (
@@ -48,13 +47,6 @@ from telemetry_rollup.server.schema import (
 )
 
 _PRUNE_LOCK = lock_key("telemetry_rollup prune")
-
-
-@dataclass
-class _Machine:
-    """One machine's reports in this transaction."""
-
-    new: list[tuple[Ingest, ReportRows]] = field(default_factory=list)
 
 
 _NORMAL, _TAGS, _LEGACY, _REFUSED = "normal", "tags", "legacy", "refused"
@@ -102,7 +94,7 @@ def ingest(
 
     results: list[IngestResult | None] = []
     new_tags: list[tuple[str, str, str]] = []
-    machines: dict[tuple[str, str], _Machine] = {}
+    machines: dict[tuple[str, str], list[tuple[Ingest, ReportRows]]] = {}  # new reports per machine
     counted: list[tuple[str, ReportRows]] = []  # every new report, for its refusals
     for batch, kind in zip(batches, kinds):
         if kind == _REFUSED:
@@ -120,7 +112,7 @@ def ingest(
                 new_tags.append((*tag, report.day))
             else:
                 inserted.discard(key)  # the same key twice in one request: the second is a duplicate
-                machines.setdefault((batch.app, batch.machine_id), _Machine()).new.append((batch, report))
+                machines.setdefault((batch.app, batch.machine_id), []).append((batch, report))
             new += 1
             counted.append((batch.app, report))
         results.append(IngestResult(stored=new, duplicates=duplicates))
@@ -140,21 +132,25 @@ def ingest(
 
 
 def _add_to_days(
-    tx: Executor, d: Dialect, known: KnownNames, cap: int, machines: dict[tuple[str, str], _Machine]
+    tx: Executor,
+    d: Dialect,
+    known: KnownNames,
+    cap: int,
+    machines: dict[tuple[str, str], list[tuple[Ingest, ReportRows]]],
 ) -> dict[tuple[str, str], dict[str, int]]:
     """Add the new reports (counts folded by the name cap) to their machines' days and to the
     aggregates; return each new report's stored counts by (app, report id)."""
     names_by_app: dict[str, dict[str, set[str]]] = {}
-    for (app, _), m in machines.items():
-        for _, report in m.new:
+    for (app, _), reports in machines.items():
+        for _, report in reports:
             names_by_app.setdefault(app, {}).setdefault(report.day, set()).update(report.counts)
     allowed = {app: admitted(tx, d, known, cap, app, by_day) for app, by_day in sorted(names_by_app.items())}
     out: dict[tuple[str, str], dict[str, int]] = {}
     new: dict[tuple[str, str, str], list[Contribution]] = {}  # (app, machine, day) -> its new reports
-    for (app, machine), m in sorted(machines.items()):
-        for batch, report in m.new:
+    for (app, machine), reports in sorted(machines.items()):
+        for batch, report in reports:
             env = batch.env
-            assert env is not None  # only reports stored with their machine are in m.new
+            assert env is not None  # only reports stored with their machine are here
             counts = fold(report.counts, allowed[app][report.day])
             out[(app, report.id)] = counts
             fields = env_of(env.app_version, env.lib_version, env.os, env.arch, env.python, env.ci)
@@ -222,11 +218,14 @@ def forget(tx: Executor, d: Dialect, app: str, machine_id: str, now: float, toda
 
 
 def prune_day(tx: Executor, d: Dialect, day: str) -> int | None:
-    """Delete one day's raw rows (machines' days, report keys, tags, the names ledger), keeping
-    its aggregates; the machines' days deleted, or None when another process is pruning."""
+    """Delete one day's raw rows (report keys, machines' days, tags, the names ledger), keeping
+    its aggregates; the machines' days deleted, or None when another process is pruning. Report
+    keys before machines' days, as :func:`forget` deletes them, so the two wait for each other
+    instead of deadlocking over a machine forgotten while its day is pruned."""
     if not try_lock(tx, d, _PRUNE_LOCK):
         return None
+    tx.execute("DELETE FROM reports WHERE day = ?", (day,))
     deleted = tx.execute("DELETE FROM machine_days WHERE day = ?", (day,)).rowcount
-    for table in ("reports", "seen", "names", "name_days"):
+    for table in ("seen", "names", "name_days"):
         tx.execute(f"DELETE FROM {table} WHERE day = ?", (day,))  # noqa: S608 - constants
     return max(0, deleted)
