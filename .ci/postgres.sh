@@ -4,8 +4,9 @@
 # so that .ci/run can do:  eval "$(bash .ci/postgres.sh)"
 # Everything else goes to stderr. Run as root on Debian: installs the postgresql package
 # only when no PostgreSQL server binaries are present, then creates (or reuses) a cluster of
-# its own, "telemetry_ci", on port $TEST_POSTGRES_PORT (default 55432), so the machine's
-# default "main" cluster is left alone. Stop and remove it with .ci/postgres-stop.sh.
+# its own, "telemetry_ci" on port 55432 (the default) or "telemetry_ci_PORT" on port
+# $TEST_POSTGRES_PORT, so the machine's default "main" cluster is left alone. Stop and remove it
+# with .ci/postgres-stop.sh (given the same TEST_POSTGRES_PORT).
 set -euo pipefail
 # fd 3 is the caller's stdout (for the one export line); everything else goes to stderr.
 # Commands that may leave a daemon behind (apt-get's postinst, pg_createcluster,
@@ -13,8 +14,11 @@ set -euo pipefail
 # "$(...)" wait forever.
 exec 3>&1 1>&2
 
-CLUSTER=telemetry_ci
 PORT="${TEST_POSTGRES_PORT:-55432}"
+# One cluster per port: on another port (a developer's trial run beside a cluster already serving
+# 55432) the script makes, and postgres-stop.sh drops, a cluster of its own, never the other one.
+CLUSTER=telemetry_ci
+[ "$PORT" = 55432 ] || CLUSTER="telemetry_ci_$PORT"
 DB=telemetry_test
 ROLE=telemetry_test
 

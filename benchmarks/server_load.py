@@ -17,7 +17,9 @@ expensive case: every report after the first adds to a stored machine-day), unle
 ``--machines N``: each client then sends as N machines in turn, so most requests are a
 machine's first report of the day, as in a fleet.
 Bodies are wire format 2 (the machine's key as proof, as the library sends) unless
-``--wire 1`` (older clients: a random machine id, no proof).
+``--wire 1`` (older clients: a random machine id, no proof). ``--metrics`` turns ``GET /metrics``
+on (the counting it adds to every request; with ``--workers N`` prometheus-client's multiprocess
+files) and checks at the end that it counted every request.
 """
 
 from __future__ import annotations
@@ -114,6 +116,19 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+METRICS_TOKEN = "bench-metrics-token"  # noqa: S105 - a throwaway server's, on 127.0.0.1
+
+
+def _check_metrics(base: str, sent: int, errors: int) -> None:
+    """/metrics counted every request the clients saw answered (a benchmark of a broken
+    counter would measure nothing); a failed request may or may not have reached it."""
+    text = requests.get(base + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10).text
+    line = next(x for x in text.splitlines() if x.startswith("telemetry_rollup_request_duration_seconds_count"))
+    counted = float(line.rsplit(" ", 1)[1])
+    if not sent - errors <= counted <= sent:
+        raise SystemExit(f"/metrics counted {counted:.0f} requests; the clients sent {sent}, {errors} failed")
+
+
 def _percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -125,7 +140,10 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
     port = _free_port()
     config = workdir / "bench-config.json"
     limits = {"per_machine": 10**9, "per_address": 10**9}
-    config.write_text(json.dumps({"limits": limits}))
+    settings: dict[str, Any] = {"limits": limits}
+    if opts.metrics:
+        settings["metrics"] = {"token": METRICS_TOKEN}
+    config.write_text(json.dumps(settings))
     cmd = [sys.executable, "-m", "telemetry_rollup.server", "--db", db_url, "--port", str(port)]
     cmd += ["--config", str(config), "--workers", str(opts.workers)]
     log = open(workdir / f"server-{name}.log", "wb")  # noqa: SIM115 - closed below
@@ -155,6 +173,8 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
             results = pool.map(_client, jobs)
         elapsed = time.perf_counter() - started
         cpu = _cpu_seconds(server.pid) - cpu_before
+        if opts.metrics:
+            _check_metrics(base, sum(len(lat) for lat, _ in results), sum(e for _, e in results))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -167,7 +187,8 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
     errors = sum(e for _, e in results)
     p50, p99 = (_percentile(latencies, p) * 1000 for p in (50, 99))
     print(
-        f"{name:<10} wire={opts.wire} workers={opts.workers} clients={opts.clients} machines={opts.machines} "
+        f"{name:<10} wire={opts.wire} workers={opts.workers} metrics={'on' if opts.metrics else 'off'}"
+        f" clients={opts.clients} machines={opts.machines} "
         f"requests={len(latencies)} errors={errors} time={elapsed:.1f}s "
         f"rate={len(latencies) / elapsed:.0f} req/s p50={p50:.1f} ms p99={p99:.1f} ms"
         f" server_cpu={cpu / max(1, len(latencies)) * 1000:.2f} ms/req"
@@ -185,6 +206,7 @@ def main() -> int:
     parser.add_argument("--duplicates", action="store_true", help="resend one body")
     parser.add_argument("--wire", type=int, choices=(1, 2), default=2, help="wire format of the bodies (default 2)")
     parser.add_argument("--machines", type=int, default=1, help="machines per client, taking turns (default 1)")
+    parser.add_argument("--metrics", action="store_true", help="with GET /metrics on (a [metrics] section)")
     opts = parser.parse_args()
     if not (1 <= opts.clients <= 64 and 1 <= opts.requests <= 100_000 and opts.seconds <= 300):
         parser.error("keep the load bounded: clients 1..64, requests <= 100000, seconds <= 300")

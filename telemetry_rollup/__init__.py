@@ -16,7 +16,8 @@ from ._version import __version__
 
 TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Iterable, Mapping
+    from typing import Any, Callable
 
 __all__ = ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status", "timed"]
 
@@ -36,12 +37,41 @@ count = _default.count
 timed = _default.timed
 
 
-def configure(app: str, **options: Any) -> Telemetry:
+def configure(
+    app: str,
+    *,
+    endpoint: str | None = None,
+    app_version: str | None = None,
+    allow: Iterable[str] | None = None,
+    default: str = "on",
+    env_prefix: str | None = None,
+    flush_interval: float = 60.0,
+    send_interval: float = 3600.0,
+    notice: str | None = None,
+    notice_url: str | None = None,
+    home: str | None = None,
+    headers: Mapping[str, str] | Callable[[], Mapping[str, str] | None] | None = None,
+) -> Telemetry:
     """Configure the default instance for ``app`` (see :meth:`Telemetry.configure`) and return it.
 
-    Counts made before the call are kept and attributed to ``app``.
+    Counts made before the call are kept and attributed to ``app``. The parameters are
+    :meth:`Telemetry.configure`'s, spelled out so that a type checker catches a misspelled keyword
+    or a wrong type in the host's code (tests/test_typing_users.py keeps the two identical).
     """
-    _default.configure(app, **options)
+    _default.configure(
+        app,
+        endpoint=endpoint,
+        app_version=app_version,
+        allow=allow,
+        default=default,
+        env_prefix=env_prefix,
+        flush_interval=flush_interval,
+        send_interval=send_interval,
+        notice=notice,
+        notice_url=notice_url,
+        home=home,
+        headers=headers,
+    )
     return _default
 
 

@@ -36,6 +36,19 @@ RUNS: tuple[tuple[str, ...], ...] = (
     ("build", "deploy"),
 )
 STEP_TIMEOUT = 30.0
+HELP = """\
+usage: python -m telemetry_rollup demo
+
+Runs the whole path once on this machine, in a few seconds, in a throwaway directory:
+starts the reference server on a free 127.0.0.1 port with a new SQLite file, runs a
+sample CLI that counts its subcommands five times in parallel, sends the counts with
+"flush --include-today", sends the same request again (stored once), prints the report
+and checks its totals, then stops the server and removes the directory.
+
+Your own data and choices are never read or written, and nothing leaves 127.0.0.1.
+Needs the server extra. Exit codes: 0 the totals match, 1 a step failed, 2 usage or
+the server extra missing, 130 interrupted.
+"""
 
 SAMPLE_CLI = '''\
 """demo-cli: a tiny command-line tool that counts which of its subcommands are used."""
@@ -350,12 +363,15 @@ def demo_main(argv: list[str], out: IO[str], err: IO[str]) -> int:
     """Run the demo; returns the exit code (0 ok, 1 a step failed, 2 usage or missing extra, 130 interrupted)."""
     if argv:
         if argv[0] in ("-h", "--help"):
-            out.write(f"usage: python -m telemetry_rollup demo\n\n{(__doc__ or '').strip()}\n")
+            out.write(HELP)
             return 0
         err.write(f"{PROG}: takes no arguments\n")
         return 2
     if _server_extra_missing():
-        err.write(f"{PROG}: the demo runs the server, an extra: pip install 'telemetry-rollup[server]'\n")
+        err.write(
+            f"{PROG}: the demo runs the server: install the [server] extra, pip install '.[server]' from a"
+            " checkout (pip install 'telemetry-rollup[server]' once published)\n"
+        )
         return 2
     with _sigterm_as_interrupt():
         demo = Demo(out)

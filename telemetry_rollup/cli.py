@@ -118,6 +118,8 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
         rp.add_argument("args", nargs=argparse.REMAINDER)
         pr = sub.add_parser("prune", help="delete the server's old raw rows, keep its daily totals", add_help=False)
         pr.add_argument("args", nargs=argparse.REMAINDER)
+        ex = sub.add_parser("export", help="send the server's daily totals to an OTLP endpoint", add_help=False)
+        ex.add_argument("args", nargs=argparse.REMAINDER)
         sub.add_parser("demo", help="end-to-end demo in a throwaway data root (needs the server extra)")
 
 
@@ -176,7 +178,7 @@ def main(
     out = _escaped(stdout or sys.stdout)
     err = _escaped(stderr or sys.stderr)
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("serve", "report", "prune") and app is None:
+    if args_list and args_list[0] in ("serve", "report", "prune", "export") and app is None:
         return _server_command(args_list[0], args_list[1:], err)
     if args_list and args_list[0] == "demo" and app is None:
         from ._demo import demo_main
@@ -537,17 +539,14 @@ def _describe(res: RunResult) -> str:
 
 
 def _server_command(name: str, argv: list[str], err: IO[str]) -> int:
+    """``serve``, ``report`` and ``export``: the server package parses and prints for itself;
+    a missing extra is one line naming it (exit 2)."""
     try:
         from .server import cli as server_cli
     except ImportError:
-        err.write("telemetry_rollup: the server is an extra: pip install 'telemetry-rollup[server]'\n")
+        err.write(f"python -m telemetry_rollup {name}: install the [server] extra, pip install '.[server]'\n")
         return 2
-    try:
-        commands = {"serve": server_cli.serve_main, "report": server_cli.report_main, "prune": server_cli.prune_main}
-        return int(commands[name](argv))
-    except ImportError:
-        err.write("telemetry_rollup: the server is an extra: pip install 'telemetry-rollup[server]'\n")
-        return 2
+    return server_cli.run_command(name, argv)
 
 
 def entry() -> None:

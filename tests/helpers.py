@@ -6,8 +6,11 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 
 def run_py(
@@ -22,6 +25,24 @@ def run_py(
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
     return proc
+
+
+def run_py_timing_exit(
+    code: str, *, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``run_py(code)``, and how long the child took to exit: from the end of ``code`` to the moment
+    its end was seen here. A bound on exit is checked on that alone, not on the interpreter's start-up
+    and imports, which take seconds on a loaded machine while the exit path itself is a few ms of CPU.
+    (``time.monotonic`` is the system-wide monotonic clock, so the two processes' readings compare.)"""
+    fd, mark = tempfile.mkstemp(prefix="exit-mark-")
+    os.close(fd)
+    try:
+        body = textwrap.dedent(code) + f"\nimport time as _t\nopen({mark!r}, 'w').write(repr(_t.monotonic()))\n"
+        proc = run_py(body, env=env, timeout=timeout)
+        seen = time.monotonic()
+        return proc, seen - float(Path(mark).read_text())
+    finally:
+        os.unlink(mark)
 
 
 @contextlib.contextmanager

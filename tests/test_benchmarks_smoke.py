@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
 
+@pytest.mark.slow
 def test_quick_run_fills_every_row(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     env = dict(os.environ, TELEMETRY_ROLLUP_HOME=str(tmp_path / "unused-home"))

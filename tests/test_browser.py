@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 

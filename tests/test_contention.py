@@ -66,12 +66,13 @@ def test_hundred_exits_at_once_with_five_senders(home: Path, receiver: Receiver,
     for s in senders:
         s.wait(timeout=60)
     durations.sort()
-    # The hook's own waiting is bounded by 2 s (1 s for the lock, then a spill file). On 2 cores
-    # shared by 100 exiting interpreters and 5 senders, wall time also includes waiting for a core:
-    # the hook's work is small (CPU), and its wall time stays within the bound plus that queue.
-    assert max(cpu) <= 0.25, cpu[-5:]
-    assert durations[50] <= 2.0 and durations[-1] <= 4.0, durations[-5:]
     cpu.sort()
+    # What holds however loaded the machine is: every hook's own work is small (CPU time), and
+    # nothing is lost or sent twice (below). The hook's wall time is its bounded waiting (1 s for
+    # the lock, then a spill file; 2 s in all: tests/test_crash.py checks that bound on one exit)
+    # plus waiting for a core behind 100 interpreters and 5 senders, and whatever else the machine
+    # runs: measured and printed, not asserted.
+    assert cpu[-1] <= 0.25, cpu[-5:]
     print(
         f"exit hooks: wall p50 {durations[50] * 1000:.1f} ms, p99 {durations[98] * 1000:.1f} ms, "
         f"max {durations[-1] * 1000:.1f} ms; CPU p50 {cpu[50] * 1000:.1f} ms, max {cpu[-1] * 1000:.1f} ms"
@@ -84,27 +85,46 @@ def test_hundred_exits_at_once_with_five_senders(home: Path, receiver: Receiver,
     assert set(receiver.deliveries.values()) == {1}
 
 
-def test_interpreter_shutdown_while_the_background_thread_is_in_a_send(home: Path, receiver: Receiver) -> None:
+def test_interpreter_shutdown_while_the_background_thread_is_in_a_send(
+    home: Path, receiver: Receiver, tmp_path: Path
+) -> None:
     store = make_app(home, endpoint=receiver.url)
     add_lines(store, {(day(-1), "old"): 2})
     receiver.behaviour = "hang"
+    go, ended = tmp_path / "go", tmp_path / "ended"
     code = f"""
-        import time, telemetry_rollup as tr
+        import os, time, telemetry_rollup as tr
         tr.configure("acme", endpoint={receiver.url!r}, flush_interval=0.1, send_interval=0)
         tr.count("x", 4)
-        time.sleep(0.6)   # the flusher is now inside a send to a server that never answers
+        while not os.path.exists({str(go)!r}):  # until the flusher is inside a send that never ends
+            time.sleep(0.01)
+        with open({str(ended)!r}, "w") as f:
+            f.write(repr(time.monotonic()))
     """
-    t0 = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=dict(os.environ, ACME_TELEMETRY="on"),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=30,
     )
-    assert proc.returncode == 0 and proc.stdout == "" and "Traceback" not in proc.stderr
-    assert time.monotonic() - t0 < 0.6 + 2.0 + 1.5
-    assert receiver.connections >= 1
+    try:
+        # however slowly the machine starts the child, the flusher's send reaches the server first
+        assert wait_for(lambda: receiver.connections >= 1, 60)
+        in_send = time.monotonic()
+        go.touch()
+        out, err = proc.communicate(timeout=60)
+        exited = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and out == "" and "Traceback" not in err, err
+    exit_took = exited - float(ended.read_text())
+    print(f"exit with a send in flight: {exit_took * 1000:.0f} ms from the end of the program")
+    # The send in flight gives up 5 s after it began (before `in_send`); an exit that waited for it
+    # would end after that. The exit itself is a few ms of CPU plus the hook's bounded waiting.
+    assert exited - in_send < 4.0, (exited - in_send, exit_took)
     receiver.release.set()
     receiver.behaviour = "ok"
     _sender.run(store, timeout=5, force=True, include_today=True, environ={"ACME_TELEMETRY": "on"})

@@ -290,6 +290,7 @@ def test_many_client_processes_flush_server_report_exact_totals(procs: Procs, ho
 # -- faults: the sender SIGKILLed at random instants, the server killed and restarted ---------------
 
 
+@pytest.mark.slow
 def test_sender_sigkilled_and_server_restarted_every_count_lands_exactly_once(procs: Procs, home: Path) -> None:
     seed = int(os.environ.get("E2E_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)

@@ -17,7 +17,11 @@ t = tr.configure("acme", endpoint=sys.argv[1], send_interval=0, flush_interval=0
 tr.count("build")
 print("host output")
 if sys.argv[2] == "send":
-    r = t.send(timeout=5)
+    # The host's budget for the whole send. These tests are about consent and the notice, not speed:
+    # with 5 s a loaded machine ran out before the receiver's answer came back (the report was kept,
+    # as it should be, and "sent 0" failed the test). The bound itself is tested in test_delivery.py
+    # against servers that never answer.
+    r = t.send(timeout=60)
     print("sent", r.sent)
 """
 

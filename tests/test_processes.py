@@ -77,8 +77,11 @@ def test_sigterm_to_a_daemon_loses_at_most_what_the_default_action_would(home: P
 
 
 def test_sigint_runs_the_exit_hook(home: Path) -> None:
+    # Ctrl-C as in a terminal: a test runner started in the background by a non-interactive shell
+    # (a CI job, `cmd &`) has SIGINT ignored, children inherit that, and Python then leaves it so.
     code = """
-        import time, telemetry_rollup as tr
+        import signal, time, telemetry_rollup as tr
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         tr.configure("acme", default="local", flush_interval=0)
         tr.count("x", 3)
         print("ready", flush=True)

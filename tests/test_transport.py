@@ -84,8 +84,13 @@ def test_a_hostile_endpoint_neither_grows_the_host_nor_piles_up_threads(home: Pa
             # no status line: kept for later
             assert calls[0][:2] == ["send", 0] and all(c[:2] == ["retry", None] for c in calls[1:]), calls
         else:
-            # the status line arrived: 200 acknowledges, whatever the body does afterwards
-            assert calls[0][:2] == ["send", 1] and all(c[:2] == ["sent", 200] for c in calls[1:]), calls
+            # the status line arrived: 200 acknowledges, whatever the body does afterwards. On a loaded
+            # machine a call's 0.5 s can run out before the status line comes (the first, cold one did:
+            # hunt seed 451420480); the report is then kept for later, which is also right
+            firsts = [c[:2] for c in calls]
+            assert firsts[0] in (["send", 1], ["send", 0]), calls
+            assert all(c in (["sent", 200], ["retry", None]) for c in firsts[1:]), calls
+            assert ["sent", 200] in firsts[1:], calls  # the acknowledgement path was taken
         assert isinstance(figures["peak_growth_mb"], int) and figures["peak_growth_mb"] < 40, figures
         # the main thread, and at most one request thread that has not noticed its hang-up yet
         assert isinstance(figures["threads"], int) and figures["threads"] <= 2, figures
@@ -114,32 +119,43 @@ def test_one_request_thread_at_a_time(home: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
-def test_a_forked_child_can_send_while_the_parent_is_mid_request(home: Path) -> None:
+def test_a_forked_child_can_send_while_the_parent_is_mid_request(home: Path, tmp_path: Path) -> None:
+    # The fork waits until the parent's request has reached the server (a 0.5 s sleep did not: on a
+    # loaded machine the request thread was still importing requests at the fork, and the child,
+    # inheriting that half-done import, could never finish its own: flaky, not what is tested here).
     code = """
 import os, sys, time, threading
 from telemetry_rollup import _transport
-slow, healthy = sys.argv[1], sys.argv[2]
-t = threading.Thread(target=_transport.post, args=(slow, b"{}"), kwargs={"timeout": 3.0})
-t.start()
-time.sleep(0.5)  # the parent's request thread holds the transport's one-at-a-time lock
+slow, healthy, go = sys.argv[1], sys.argv[2], sys.argv[3]
+# a daemon thread: this process need not wait out the request's deadline at exit
+threading.Thread(target=_transport.post, args=(slow, b"{}"), kwargs={"timeout": 20.0}, daemon=True).start()
+while not os.path.exists(go):  # the request is blocked reading a status line that never ends
+    time.sleep(0.01)
 pid = os.fork()
 if pid == 0:
-    out = _transport.post(healthy, b"{}", timeout=2.0)
+    out = _transport.post(healthy, b"{}", timeout=10.0)
     os._exit(0 if out.kind == "sent" else 1)
 _, status = os.waitpid(pid, 0)
-print(os.waitstatus_to_exitcode(status))
-t.join()
+print(os.waitstatus_to_exitcode(status), _transport._gate.locked())  # the parent's thread still held the gate
 """
+    go = tmp_path / "go"
     with Receiver() as healthy, Hostile("trickle_head") as server:
-        proc = subprocess.run(
-            [sys.executable, "-c", code, server.url, healthy.url],
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, server.url, healthy.url, str(go)],
             env=clean_env(home),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=60,
-            check=False,
         )
-        assert proc.stdout.strip() == "0", proc.stderr
+        try:
+            assert wait_for(lambda: server.snapshot()["connections"] >= 1, 60), server.snapshot()
+            go.touch()
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert out.split() == ["0", "True"], err
 
 
 def test_a_compressed_answer_is_inflated_within_the_cap() -> None:

@@ -1,5 +1,5 @@
 """The FastAPI app: ``POST /v1/rollups``, ``GET /healthz``, ``GET /`` (and ``GET /dashboard``
-when the config enables it, see ``dashboard_http.py``).
+and ``GET /metrics`` when the config enables them, see ``dashboard_http.py`` and ``metrics.py``).
 
 The endpoint reads the body itself rather than letting FastAPI parse it, so the size rules
 hold before anything is parsed: no ``Content-Length`` (a chunked body) -> 411, a declared
@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +48,9 @@ from telemetry_rollup.server.models import (
 )
 from telemetry_rollup.server.ratelimit import FixedWindowLimiter, address_key
 from telemetry_rollup.server.store import MachineForgotten, SQLStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from telemetry_rollup.server.metrics import Metrics
 
 log = logging.getLogger("telemetry_rollup.server")
 
@@ -84,14 +87,16 @@ class ErrorResponse(BaseModel):
 
 
 class Reject(Exception):
-    """A request refused with an HTTP status; mapped to the JSON error body in one place."""
+    """A request refused with an HTTP status; mapped to the JSON error body in one place.
+    ``reason`` says which limit a 429 is (``address`` or ``machine``, for the metrics)."""
 
-    def __init__(self, status: int, message: str, field: str = "", retry_after: int = 0):
+    def __init__(self, status: int, message: str, field: str = "", retry_after: int = 0, reason: str = ""):
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class Disconnected(Exception):
@@ -156,10 +161,13 @@ async def read_json(request: Request) -> object:
 class Endpoint:
     """``POST /v1/rollups``: limits, validation, policy, storage, in that order."""
 
-    def __init__(self, store: SQLStore, config: Config, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: SQLStore, config: Config, clock: Callable[[], float], metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        self.metrics = metrics
         limits = config.limits
         self.per_machine = FixedWindowLimiter(limits.per_machine, limits.window_seconds)
         self.per_address = FixedWindowLimiter(limits.per_address, limits.window_seconds)
@@ -170,14 +178,14 @@ class Endpoint:
         address = address_key(request.client.host if request.client else "")
         wait = self.per_address.hit(address, now)
         if wait is not None:
-            raise Reject(429, "too many requests from this address", retry_after=wait)
+            raise Reject(429, "too many requests from this address", retry_after=wait, reason="address")
         try:
             body = parse_body(await read_json(request))
         except InvalidBody as exc:
             raise Reject(400, exc.message, exc.field) from None
         wait = self.per_machine.hit(f"{body.app}\0{body.machine_id}", now)
         if wait is not None:
-            raise Reject(429, "too many requests from this machine", retry_after=wait)
+            raise Reject(429, "too many requests from this machine", retry_after=wait, reason="machine")
         today = datetime.fromtimestamp(now, timezone.utc).date()
         if isinstance(body, (ForgetRequest, ForgetRequestV2)):
             # An app outside the allowlist has nothing stored: answered, nothing written. The
@@ -186,6 +194,8 @@ class Endpoint:
                 await run_in_threadpool(
                     self.store.forget, body.app, body.machine_id, now, today.isoformat(), proven=body.proven
                 )
+            if self.metrics is not None:
+                self.metrics.request("deletion")
             return {"forgotten": True}
         try:
             check_days(body, today)
@@ -197,7 +207,29 @@ class Endpoint:
         except MachineForgotten:
             # field machine_id: the library then makes a new identity and keeps its reports.
             raise Reject(403, "this machine asked to be forgotten: use a new machine id", "machine_id") from None
+        if self.metrics is not None:
+            self.metrics.ingested(body.app, result.stored, result.duplicates, result.values)
         return {"stored": result.stored, "duplicates": result.duplicates, "refused": refused}
+
+    async def measured(self, request: Request) -> dict[str, Any]:
+        """:meth:`__call__`, with its latency and, for what it refuses, its outcome counted."""
+        metrics = self.metrics
+        if metrics is None:
+            return await self(request)
+        started = time.perf_counter()
+        try:
+            return await self(request)
+        except Reject as exc:
+            metrics.refused(exc.status, exc.reason)
+            raise
+        except Disconnected:
+            metrics.request("disconnected")
+            raise
+        except StoreError:  # MachineForgotten is a Reject by now
+            metrics.request("error", "database")
+            raise
+        finally:
+            metrics.latency.observe(time.perf_counter() - started)
 
 
 def create_app(
@@ -218,7 +250,12 @@ def create_app(
             trusted=config.trusted_proxies,
         )
     )
-    endpoint = Endpoint(store, config, clock)
+    metrics = None
+    if config.metrics is not None:
+        from telemetry_rollup.server.metrics import Metrics
+
+        metrics = Metrics(config.metrics_apps())
+    endpoint = Endpoint(store, config, clock, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -243,7 +280,7 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    _install_error_handlers(app)
+    _install_error_handlers(app, metrics)
 
     @app.get("/", response_class=PlainTextResponse)
     async def index() -> str:
@@ -266,7 +303,7 @@ def create_app(
         },
     )
     async def rollups(request: Request) -> JSONResponse:
-        return JSONResponse(await endpoint(request))
+        return JSONResponse(await endpoint.measured(request))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -283,6 +320,10 @@ def create_app(
         from telemetry_rollup.server import dashboard_http
 
         dashboard_http.install(app, store, config.dashboard, clock)
+    if config.metrics is not None and metrics is not None:
+        from telemetry_rollup.server import metrics as metrics_http
+
+        metrics_http.install(app, metrics, config.metrics, clock)
     return app
 
 
@@ -308,7 +349,7 @@ async def _prune_periodically(store: SQLStore, days: int, clock: Callable[[], fl
             pass
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, metrics: Metrics | None) -> None:
     @app.exception_handler(Reject)
     async def _reject(_: Request, exc: Reject) -> JSONResponse:
         return _error(exc.status, exc.message, exc.field, exc.retry_after)
@@ -334,6 +375,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
     async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
         log.error("storage error: %s", exc)
+        if metrics is not None:
+            metrics.database_errors.inc()
         return _error(503, "storage unavailable")
 
 

@@ -1,55 +1,67 @@
-"""``serve``, ``report`` and ``prune``: argument parsing and process boundaries, nothing else.
+"""``serve``, ``report``, ``prune`` (and the dispatch to ``export``, ``export_cli.py``): argument
+parsing and process boundaries, nothing else.
 
-Exit codes: 0 success, 2 usage error, 1 runtime failure; each failure is ONE line on
-stderr. FastAPI and uvicorn are imported inside :func:`serve_main` only, so ``report``
-works with just a database driver, and a missing ``[server]`` extra surfaces as an
-ImportError (raised from ``serve_main``) that the package's CLI turns into an install
-hint. Only the report, and prune's one line, write to stdout.
+Exit codes: 0 success, 2 usage error or a missing extra, 1 runtime failure; each failure is
+ONE line on stderr. FastAPI and uvicorn are imported inside :func:`serve_main` only, so
+``report`` and ``prune`` work with just a database driver; a missing extra (an ImportError)
+becomes one line naming the extra to install (:func:`missing_extra`). Only the report, and
+prune's one line, write to stdout.
+
+SIGTERM and SIGINT end a graceful shutdown and then the process, by that same signal, with
+one worker or several (uvicorn re-raises the signal itself only in a single process; its
+supervisor of ``--workers N`` returns normally, so :func:`serve_main` re-raises it there).
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
+import re
+import shutil
+import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from telemetry_rollup.server.cli_common import DB_HELP as _DB_HELP
+from telemetry_rollup.server.cli_common import PROG, UsageError, missing_extra
+from telemetry_rollup.server.cli_common import Parser as _Parser
+from telemetry_rollup.server.cli_common import fail as _fail
 from telemetry_rollup.server.config import load_config
 from telemetry_rollup.server.report import FORMATS, FORMATTERS, build_report
-from telemetry_rollup.server.store import MIN_RETENTION_DAYS, StoreError, check_db_url, default_db_url, open_store
+from telemetry_rollup.server.store import (
+    StoreError,
+    check_db_url,
+    default_db_url,
+    open_store,
+    sqlite_path_from_url,
+)
 
 ENV_DB = "TELEMETRY_ROLLUP_SERVER_DB"  # same names as app.ENV_*, kept here to avoid the import
 ENV_CONFIG = "TELEMETRY_ROLLUP_SERVER_CONFIG"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # metrics.MULTIPROC_ENV, likewise
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # argparse prints usage plus the error (two lines) and exits; the contract is one line.
-        raise UsageError(message)
-
-
-def _fail(prog: str, message: str, code: int) -> int:
-    print(f"{prog}: {message}", file=sys.stderr)
-    return code
-
-
-def _serve_parser() -> _Parser:
-    parser = _Parser(prog="telemetry-rollup serve", description="Run the ingest server.")
-    parser.add_argument("--db", help="sqlite:///file.db, sqlite:////abs/file.db or postgresql://…")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument("--config", type=Path, help="config file (.toml on Python 3.11+, or .json)")
-    parser.add_argument("--workers", type=int, default=1)
+def _serve_parser(prog: str) -> _Parser:
+    parser = _Parser(prog=prog, description="Run the ingest server (docs/server.md).")
+    parser.add_argument("--db", metavar="URL", help=_DB_HELP)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8787, help="port to listen on; 0 picks a free one (default: 8787)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="allowlists, limits, dashboard and metrics: .toml (Python 3.11+) or .json"
+        " (default: none: every app accepted, no dashboard, no metrics)",
+    )
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
     return parser
 
 
@@ -87,11 +99,50 @@ def _announce_when_healthy(url: str, stop: threading.Event) -> None:
         stop.wait(0.1)
 
 
-def serve_main(argv: list[str]) -> int:
-    """Run the server until interrupted. Raises ImportError when the [server] extra is missing."""
-    prog = "telemetry-rollup serve"
+def _missing_directory(url: str, explicit: bool) -> str:
+    """Why a SQLite URL given on the command line cannot be used, or "": its directory must exist
+    (a typo must not start a server on a new, empty database). The default location is created."""
+    if not explicit or not url.startswith("sqlite:"):
+        return ""
+    parent = sqlite_path_from_url(url).parent
+    return "" if parent.is_dir() else f"no directory {parent} for the database (create it first)"
+
+
+@contextlib.contextmanager
+def _signals_seen() -> Iterator[list[int]]:
+    """The signals delivered while the block runs, whoever handled them: the interpreter writes
+    each one's number to a wakeup file descriptor (main thread only; see module docstring)."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     try:
-        args = _serve_parser().parse_args(argv)
+        yield seen
+    finally:
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(BlockingIOError):
+            seen.extend(os.read(read_fd, 1024))
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def _end_by(sig: int) -> int:
+    """End the process by ``sig`` (as a single uvicorn process does after a graceful shutdown),
+    so a supervisor sees the same status with one worker or several."""
+    sys.stderr.flush()
+    signal.signal(sig, signal.SIG_DFL)
+    signal.raise_signal(sig)
+    return 128 + sig  # not reached
+
+
+def serve_main(argv: list[str], prog: str = f"{PROG} serve") -> int:
+    """Run the server until SIGTERM or SIGINT; see the module docstring for exit codes."""
+    try:
+        args = _serve_parser(prog).parse_args(argv)
         url = args.db or default_db_url()
         check_db_url(url)
         if not 0 <= args.port <= 65535:
@@ -101,11 +152,16 @@ def serve_main(argv: list[str]) -> int:
         config = load_config(args.config)
     except (UsageError, ValueError) as exc:  # ConfigError is a ValueError
         return _fail(prog, str(exc), 2)
+    problem = _missing_directory(url, args.db is not None)
+    if problem:
+        return _fail(prog, problem, 1)
+    try:
+        import uvicorn
 
-    import uvicorn
-
-    from telemetry_rollup.server.app import create_app
-    from telemetry_rollup.server.protocol import BACKLOG, MAX_HEAD_BYTES, raise_fd_limit
+        from telemetry_rollup.server.app import create_app
+        from telemetry_rollup.server.protocol import BACKLOG, MAX_HEAD_BYTES, raise_fd_limit
+    except ImportError as exc:
+        return _fail(prog, missing_extra(exc), 2)
 
     raise_fd_limit()  # before the workers start: they inherit it
 
@@ -136,8 +192,15 @@ def serve_main(argv: list[str]) -> int:
         return _fail(prog, problem, 1)
     try:
         store = open_store(url)
+    except ImportError as exc:
+        return _fail(prog, missing_extra(exc), 2)
     except (StoreError, OSError) as exc:
         return _fail(prog, str(exc), 1)
+    # prometheus-client picks its mode from the environment at import: several workers share
+    # their figures through files in a directory of this run's own (metrics.py); one process
+    # keeps them in memory, whatever the environment it was started from says.
+    for name in (MULTIPROC_ENV, MULTIPROC_ENV.lower()):
+        os.environ.pop(name, None)
     if args.workers > 1:
         store.close()  # each worker opens its own; this one only migrated and checked access
         os.environ[ENV_DB] = url
@@ -145,21 +208,29 @@ def serve_main(argv: list[str]) -> int:
             os.environ[ENV_CONFIG] = str(args.config.resolve())
         else:
             os.environ.pop(ENV_CONFIG, None)
+        metrics_dir = tempfile.mkdtemp(prefix="telemetry-rollup-metrics-") if config.metrics is not None else None
+        if metrics_dir is not None:
+            os.environ[MULTIPROC_ENV] = metrics_dir
         stop = threading.Event()
         watcher = threading.Thread(target=_announce_when_healthy, args=(_url(args.host, args.port), stop), daemon=True)
         watcher.start()
         try:
-            uvicorn.run(
-                "telemetry_rollup.server.app:app_from_env",
-                factory=True,
-                workers=args.workers,
-                **options,
-            )
+            with _signals_seen() as seen:
+                uvicorn.run(
+                    "telemetry_rollup.server.app:app_from_env",
+                    factory=True,
+                    workers=args.workers,
+                    **options,
+                )
         except SystemExit as exc:
             return _fail(prog, "server stopped with an error", 1) if exc.code else 0
         finally:
             stop.set()
-        return 0
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+        # The supervisor stopped its workers gracefully; end as one process would.
+        ending = [sig for sig in seen if sig in (signal.SIGTERM, signal.SIGINT)]
+        return _end_by(ending[-1]) if ending else 0
 
     return _serve_single(create_app(store, config), options, prog)
 
@@ -182,49 +253,72 @@ def _serve_single(app: Any, options: dict[str, Any], prog: str) -> int:
         server.run()
     except SystemExit as exc:  # uvicorn exits 1 when it cannot bind
         return _fail(prog, "could not start (is the port in use?)", 1) if exc.code else 0
+    except KeyboardInterrupt:
+        # SIGINT: uvicorn shut down gracefully, restored Python's handler and re-raised the
+        # signal, which that handler turns into this exception; end by the signal instead of a
+        # traceback. (SIGTERM's restored handler is the default one: the process has ended.)
+        return _end_by(signal.SIGINT)
     return 0 if server.started else _fail(prog, "could not start (is the port in use?)", 1)
 
 
-def _report_parser() -> _Parser:
-    parser = _Parser(prog="telemetry-rollup report", description="Print what the server stored.")
-    parser.add_argument("--db", help="sqlite:///file.db, sqlite:////abs/file.db or postgresql://…")
-    parser.add_argument("--app", help="only this app")
-    parser.add_argument("--days", type=int, default=30, help="last N days (UTC), default 30")
-    parser.add_argument("--format", choices=(*FORMATS, "html"), default="table")
-    parser.add_argument("--since", help="html: first day YYYY-MM-DD (default: from --days)")
-    parser.add_argument("--until", help="html: last day YYYY-MM-DD (default: today, UTC)")
-    parser.add_argument("--name", help="html: only counters matching this name or glob")
-    parser.add_argument("--out", type=Path, help="write to this file instead of stdout")
+def _report_parser(prog: str) -> _Parser:
+    parser = _Parser(prog=prog, description="Print what the server stored (docs/server.md, The report).")
+    parser.add_argument("--db", metavar="URL", help=_DB_HELP)
+    parser.add_argument("--app", help="only this app (default: every app)")
+    parser.add_argument(
+        "--days", type=int, default=30, metavar="N", help="the last N UTC days up to --until (default: 30)"
+    )
+    parser.add_argument(
+        "--format", choices=(*FORMATS, "html"), default="table", help="table, json, csv or html (default: table)"
+    )
+    parser.add_argument("--since", metavar="DAY", help="first UTC day, YYYY-MM-DD (default: from --days)")
+    parser.add_argument("--until", metavar="DAY", help="last UTC day, YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--name",
+        help="only counters with this name or matching this glob, with the :ok, :error and :dur counters"
+        " that follow them (default: every counter)",
+    )
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write to this file (default: stdout)")
     return parser
 
 
-def report_main(argv: list[str]) -> int:
-    """Print the report to stdout."""
-    prog = "telemetry-rollup report"
+def report_main(argv: list[str], prog: str = f"{PROG} report") -> int:
+    """Print the report to stdout (or ``--out``)."""
+    from telemetry_rollup.server import dashboard
+
     try:
-        args = _report_parser().parse_args(argv)
+        args = _report_parser(prog).parse_args(argv)
         url = args.db or default_db_url()
         check_db_url(url)
         if not 1 <= args.days <= 3660:
             raise UsageError("--days must be 1..3660")
+        # The same checks as the dashboard's query parameters, for every format.
+        today = datetime.now(timezone.utc).date()
+        params = {"app": args.app or "", "days": str(args.days), "since": args.since or "", "until": args.until or ""}
+        query = dashboard.parse_query({**params, "name": args.name or ""}, today)
+    except dashboard.QueryError as exc:
+        # Its messages name the query parameter; here the same names are options.
+        return _fail(prog, re.sub(r"\b(since|until|days)\b", r"--\1", str(exc)), 2)
     except (UsageError, ValueError) as exc:
         return _fail(prog, str(exc), 2)
     try:
         # Read-only: report never writes, migrates or creates anything (a read-only role or
         # file system is enough), and refuses a schema it does not know.
         store = open_store(url, readonly=True)
+    except ImportError as exc:
+        return _fail(prog, missing_extra(exc), 2)
     except (StoreError, OSError) as exc:
         return _fail(prog, str(exc), 1)
     try:
-        today = datetime.now(timezone.utc).date()
         if args.format == "html":
-            text = _html_report(store, args, today)
+            text = dashboard.html_report(store, query)
         else:
-            text = FORMATTERS[args.format](build_report(store, args.app, args.days, today))
+            report = build_report(
+                store, query.app, args.days, today, since=query.since, until=query.until, name=query.name
+            )
+            text = FORMATTERS[args.format](report)
     except StoreError as exc:
         return _fail(prog, str(exc), 1)
-    except ValueError as exc:  # dashboard.QueryError
-        return _fail(prog, str(exc), 2)
     finally:
         store.close()
     if args.out is not None:
@@ -238,64 +332,37 @@ def report_main(argv: list[str]) -> int:
     return 0
 
 
-def _html_report(store: Any, args: argparse.Namespace, today: Any) -> str:
-    from telemetry_rollup.server import dashboard
-
-    params = {"app": args.app or "", "days": str(args.days), "since": args.since or "", "until": args.until or ""}
-    query = dashboard.parse_query({**params, "name": args.name or ""}, today)
-    return dashboard.html_report(store, query)
+#: The server's commands, as ``python -m telemetry_rollup`` and this module name them.
+COMMANDS = ("serve", "report", "prune", "export")
 
 
-def _prune_parser() -> _Parser:
-    parser = _Parser(
-        prog="telemetry-rollup prune",
-        description="Delete raw rows older than DAYS (UTC); the daily totals the report and dashboard read are kept.",
-    )
-    parser.add_argument("--db", help="sqlite:///file.db, sqlite:////abs/file.db or postgresql://…")
-    parser.add_argument("--older-than", type=int, required=True, metavar="DAYS", help=f"at least {MIN_RETENTION_DAYS}")
-    return parser
-
-
-def prune_main(argv: list[str]) -> int:
-    """Delete old raw rows; print one line saying how many machine-days were pruned."""
-    prog = "telemetry-rollup prune"
+def run_command(name: str, argv: list[str], prog: str = PROG) -> int:
+    """Run ``serve``, ``report``, ``prune`` or ``export``; a missing extra is one line (exit 2)."""
     try:
-        args = _prune_parser().parse_args(argv)
-        url = args.db or default_db_url()
-        check_db_url(url)
-        if not MIN_RETENTION_DAYS <= args.older_than <= 100_000:
-            raise UsageError(f"--older-than must be {MIN_RETENTION_DAYS}..100000 (reports may arrive 35 days late)")
-    except (UsageError, ValueError) as exc:
-        return _fail(prog, str(exc), 2)
-    today = datetime.now(timezone.utc).date()
-    try:
-        store = open_store(url, create=False)
-    except (StoreError, OSError) as exc:
-        return _fail(prog, str(exc), 1)
-    try:
-        pruned = store.prune(args.older_than, today)
-    except StoreError as exc:
-        return _fail(prog, str(exc), 1)
-    finally:
-        store.close()
-    before = (today - timedelta(days=args.older_than)).isoformat()
-    print(f"pruned the raw rows of {pruned} machine-days before {before} (UTC); daily totals kept")
-    return 0
+        if name == "serve":
+            return serve_main(argv, f"{prog} serve")
+        if name == "report":
+            return report_main(argv, f"{prog} report")
+        if name == "prune":
+            from telemetry_rollup.server.prune_cli import prune_main
+
+            return prune_main(argv, f"{prog} prune")
+        from telemetry_rollup.server.export_cli import export_main
+
+        return export_main(argv, f"{prog} export")
+    except ImportError as exc:
+        return _fail(f"{prog} {name}", missing_extra(exc), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m telemetry_rollup.server.cli serve|report|prune ...`` (standalone use)."""
+    """``python -m telemetry_rollup.server.cli serve|report|prune|export ...`` (standalone use)."""
     args = sys.argv[1:] if argv is None else argv
-    commands = {"serve": serve_main, "report": report_main, "prune": prune_main}
-    if not args or args[0] not in commands:
-        return _fail("telemetry-rollup.server", "usage: serve|report|prune [options]", 2)
-    try:
-        return commands[args[0]](args[1:])
-    except ImportError as exc:
-        return _fail("telemetry-rollup", f"{exc.name or exc}: pip install 'telemetry-rollup[server]'", 1)
+    if not args or args[0] not in COMMANDS:
+        return _fail("python -m telemetry_rollup.server.cli", "usage: serve|report|prune|export [options]", 2)
+    return run_command(args[0], args[1:], "python -m telemetry_rollup.server.cli")
 
 
-__all__ = ["main", "prune_main", "report_main", "serve_main"]
+__all__ = ["COMMANDS", "main", "missing_extra", "report_main", "run_command", "serve_main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

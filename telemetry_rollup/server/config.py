@@ -27,6 +27,10 @@ name, every Python). Both spell the same structure::
     token = "long-random-string"          # Authorization: Bearer <token> (or ?token=)
     # user = "ops"; password = "..."      # and/or HTTP basic auth
 
+    [metrics]               # GET /metrics (Prometheus); absent = off (404)
+    token = "another-long-string"         # Authorization: Bearer <token>; its own, not the dashboard's
+    apps = ["acme"]         # apps labelled by name besides [apps.*]'s; the rest count as "(other)"
+
 Unknown keys are errors: a typo must not silently open or close the allowlist.
 ``parse_config`` is pure; ``load_config`` reads a file and calls it.
 """
@@ -45,12 +49,19 @@ from typing import Any
 
 from telemetry_rollup.server.store import MIN_RETENTION_DAYS
 
+#: The shortest token or password the config accepts (a long random one is what to use).
+MIN_SECRET = 8
 #: The fixed list of reasons a refusal is stored under; never a name the client chose.
 REASONS = ("app_not_allowed", "app_version_too_old", "counter_not_allowed", "names_over_cap")
 
 
 class ConfigError(ValueError):
     """The config file is missing, unreadable, or not of the documented shape."""
+
+
+def _listed(patterns: tuple[str, ...], name: str) -> bool:
+    # fnmatchcase: the same answer on every OS (fnmatch would fold case on Windows).
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)
@@ -61,10 +72,14 @@ class AppRule:
     min_version: tuple[int, ...] | None = None
 
     def allows_counter(self, name: str) -> bool:
+        """Whether the list allows ``name``: the name matches an entry, or the part before its
+        first ``:`` does, so ``build`` also allows what ``timed("build")`` and
+        ``count("build", outcome=...)`` derive from it (``build:ok``, ``build:error:E42``,
+        ``build:dur:lt1s``). The library's own ``allow=`` applies the same rule
+        (``_counters.py``): a counter the client sends is one the server keeps."""
         if self.counters is None:
             return True
-        # fnmatchcase: the same answer on every OS (fnmatch would fold case on Windows).
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.counters)
+        return _listed(self.counters, name) or (":" in name and _listed(self.counters, name.split(":", 1)[0]))
 
     def version_ok(self, app_version: str | None) -> bool:
         if self.min_version is None:
@@ -96,8 +111,18 @@ class DashboardAccess:
 
 
 @dataclass(frozen=True)
+class MetricsAccess:
+    """``GET /metrics``: the bearer token a scraper sends, and the apps with a label of their own
+    (besides those of the allowlist; every other app is counted as one)."""
+
+    token: str
+    apps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
-    """``apps=None`` means every app is accepted with every counter; ``dashboard=None``: no dashboard."""
+    """``apps=None`` means every app is accepted with every counter; ``dashboard=None``: no
+    dashboard; ``metrics=None``: no ``/metrics``."""
 
     limits: Limits = field(default_factory=Limits)
     apps: dict[str, AppRule] | None = None
@@ -106,6 +131,12 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     #: Raw rows older than this many days are pruned by the server (None: kept for ever).
     retention_days: int | None = None
+    metrics: MetricsAccess | None = None
+
+    def metrics_apps(self) -> tuple[str, ...]:
+        """The apps ``/metrics`` labels by name: the allowlist's and ``[metrics] apps``."""
+        named = set(self.apps or ()) | set(self.metrics.apps if self.metrics else ())
+        return tuple(sorted(named))
 
     def rule_for(self, app: str) -> AppRule | None:
         """The app's rule, or None when the app is not allowed at all."""
@@ -148,7 +179,7 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Build a :class:`Config` from decoded TOML/JSON, or raise :class:`ConfigError`."""
     _expect(data, dict, "config")
-    _check_keys(data, {"limits", "apps", "dashboard", "proxy", "retention"}, "config")
+    _check_keys(data, {"limits", "apps", "dashboard", "proxy", "retention", "metrics"}, "config")
     limits = Limits()
     if "limits" in data:
         raw = _expect(data["limits"], dict, "limits")
@@ -187,12 +218,14 @@ def parse_config(data: Mapping[str, Any]) -> Config:
                     raise ConfigError(f"{where}.min_version: not a version")
             apps[name] = AppRule(counters=counters, min_version=min_version)
     dashboard = _parse_dashboard(data["dashboard"]) if "dashboard" in data else None
+    metrics = _parse_metrics(data["metrics"]) if "metrics" in data else None
     return Config(
         limits=limits,
         apps=apps,
         dashboard=dashboard,
         trusted_proxies=_parse_proxy(data.get("proxy")),
         retention_days=_parse_retention(data["retention"]) if "retention" in data else None,
+        metrics=metrics,
     )
 
 
@@ -205,6 +238,24 @@ def _parse_retention(raw_section: object) -> int:
     if days < MIN_RETENTION_DAYS:
         raise ConfigError(f"retention.days: at least {MIN_RETENTION_DAYS} (reports may arrive 35 days late)")
     return days
+
+
+#: At most this many apps in ``[metrics] apps``: each is a few series more.
+MAX_METRICS_APPS = 1000
+
+
+def _parse_metrics(raw_section: object) -> MetricsAccess:
+    raw = _expect(raw_section, dict, "metrics")
+    _check_keys(raw, {"token", "apps"}, "metrics")
+    if "token" not in raw:
+        raise ConfigError("metrics.token: required (the scraper's bearer token)")
+    token = _expect(raw["token"], str, "metrics.token")
+    if len(token) < MIN_SECRET:
+        raise ConfigError(f"metrics.token: at least {MIN_SECRET} characters")
+    apps = tuple(_expect(a, str, "metrics.apps") for a in _expect(raw.get("apps", []), list, "metrics.apps"))
+    if len(apps) > MAX_METRICS_APPS:
+        raise ConfigError(f"metrics.apps: at most {MAX_METRICS_APPS}")
+    return MetricsAccess(token=token, apps=apps)
 
 
 def _parse_proxy(raw_section: object) -> tuple[str, ...]:
@@ -228,8 +279,11 @@ def _parse_dashboard(raw_section: object) -> DashboardAccess:
     raw = _expect(raw_section, dict, "dashboard")
     _check_keys(raw, {"token", "user", "password"}, "dashboard")
     values = {k: _expect(raw[k], str, f"dashboard.{k}") for k in ("token", "user", "password") if k in raw}
-    if any(len(v) < 8 if k != "user" else not v for k, v in values.items()):
-        raise ConfigError("dashboard: the token and password need at least 8 characters, the user one")
+    for key in ("token", "password"):
+        if key in values and len(values[key]) < MIN_SECRET:
+            raise ConfigError(f"dashboard.{key}: at least {MIN_SECRET} characters")
+    if "user" in values and not values["user"]:
+        raise ConfigError("dashboard.user: must not be empty")
     if ("user" in values) != ("password" in values):
         raise ConfigError("dashboard: user and password go together")
     if not values:

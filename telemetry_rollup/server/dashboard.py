@@ -16,7 +16,6 @@ number of distinct names (capped per app and day at ingest), never the number of
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from telemetry_rollup._html import Chart, chart_html, esc, page, table
-from telemetry_rollup.server.report import DIMENSIONS, DURATION_BUCKETS, machine_days, outcomes
+from telemetry_rollup.server.report import (
+    DIMENSIONS,
+    DURATION_BUCKETS,
+    base_name,
+    machine_days,
+    name_matches,
+    outcomes,
+)
 from telemetry_rollup.server.store import OTHER_APP, SQLStore
 
 DEFAULT_DAYS = 30
@@ -106,28 +112,9 @@ def parse_query(params: Mapping[str, str], today: date) -> Query:
     return Query(app, since.isoformat(), until.isoformat(), name, page_no)
 
 
-def base_name(name: str) -> str:
-    """The operation a timed()/outcome counter belongs to (``build:dur:lt1s`` -> ``build``)."""
-    if ":dur:" in name and name.rsplit(":dur:", 1)[1] in DURATION_BUCKETS:
-        return name.rsplit(":dur:", 1)[0]
-    if ":error:" in name:
-        return name.rsplit(":error:", 1)[0]
-    for suffix in (":error", ":ok"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def is_derived(name: str) -> bool:
     """A counter timed()/count(outcome=...) writes next to the plain one (shown as outcomes)."""
     return base_name(name) != name
-
-
-def name_matches(pattern: str | None, name: str) -> bool:
-    """``name=`` filter: the name or the operation it belongs to matches the glob."""
-    if not pattern:
-        return True
-    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base_name(name), pattern)
 
 
 @dataclass(frozen=True)

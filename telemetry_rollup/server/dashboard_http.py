@@ -77,7 +77,8 @@ def allowed(access: DashboardAccess, authorization: str, query_token: str) -> bo
 class LoginGuard:
     """Failed logins per address key: the throttle, the counters, and the once-a-minute log line."""
 
-    def __init__(self, failures: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW) -> None:
+    def __init__(self, failures: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW, what: str = "dashboard") -> None:
+        self.what = what
         self.limiter = FixedWindowLimiter(failures, window)
         self.window = window
         self.failed = 0
@@ -107,7 +108,7 @@ class LoginGuard:
             if not self._unlogged or now - self._logged_at < self.window:
                 return
             n, self._unlogged, self._logged_at = self._unlogged, 0, now
-        log.warning("dashboard: %d failed login(s) since the last report (%d throttled in all)", n, self.throttled)
+        log.warning("%s: %d failed login(s) since the last report (%d throttled in all)", self.what, n, self.throttled)
 
     def summary(self) -> str:
         return (

@@ -52,6 +52,8 @@ class Ingest:
 class IngestResult:
     stored: int
     duplicates: int
+    #: The sum of the counter values stored (the server's metrics count it per app).
+    values: int = 0
 
 
 def seen_tag(machine_id: str, report_id: str) -> str:

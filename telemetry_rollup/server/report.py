@@ -8,6 +8,7 @@ so a later dashboard can reuse it; :func:`format_table`, :func:`format_json` and
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 from collections.abc import Iterable
@@ -34,12 +35,33 @@ class Report:
     machines: dict[str, list[dict[str, Any]]]  # dimension -> app, day, value, machines (distinct that day)
     refusals: list[dict[str, Any]]  # app, day, reason, n
     deletions: list[dict[str, Any]]  # app, day, n
-    outcomes: list[dict[str, Any]]  # app, name, calls, errors, error_rate, top_codes, durations
+    outcomes: list[dict[str, Any]]  # app, name, calls, ok, errors, error_rate, top_codes, durations
+    name: str | None = None  # the counters shown: this name or glob (and what follows it), or all
 
 
 #: The duration buckets timed() writes, in order (TELEMETRY.md documents the naming scheme).
 DURATION_BUCKETS = ("lt10ms", "lt100ms", "lt1s", "lt10s", "lt1m", "ge1m")
 TOP_CODES = 5
+
+
+def base_name(name: str) -> str:
+    """The operation a timed()/outcome counter belongs to (``build:dur:lt1s`` -> ``build``)."""
+    if ":dur:" in name and name.rsplit(":dur:", 1)[1] in DURATION_BUCKETS:
+        return name.rsplit(":dur:", 1)[0]
+    if ":error:" in name:
+        return name.rsplit(":error:", 1)[0]
+    for suffix in (":error", ":ok"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def name_matches(pattern: str | None, name: str) -> bool:
+    """The ``name`` filter of the report and the dashboard: the name or the operation it
+    belongs to matches the exact name or glob (so ``build`` keeps ``build:ok``)."""
+    if not pattern:
+        return True
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base_name(name), pattern)
 
 
 def outcomes(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -96,19 +118,37 @@ def _app_label(app: str) -> str:
     return "(apps not allowed)" if app == OTHER_APP else app
 
 
-def build_report(store: SQLStore, app: str | None, days: int, today: date) -> Report:
-    """Query the last ``days`` days up to ``today``; ``app=None`` means every app."""
-    since = (today - timedelta(days=days - 1)).isoformat()
+def build_report(
+    store: SQLStore,
+    app: str | None,
+    days: int,
+    today: date,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    name: str | None = None,
+) -> Report:
+    """Query days ``since``..``until`` (ISO, UTC; by default the last ``days`` days up to
+    ``today``); ``app=None`` means every app. ``name`` (an exact name or glob) narrows the
+    counters and outcomes; machines, refusals and deletions are not per counter and stay whole."""
+    until = until or today.isoformat()
+    since = since or (date.fromisoformat(until) - timedelta(days=days - 1)).isoformat()
     counts = [
-        {"app": a, "day": d, "name": n, "total": t, "machines": m} for a, d, n, t, m in store.daily_counts(app, since)
+        {"app": a, "day": d, "name": n, "total": t, "machines": m}
+        for a, d, n, t, m in store.daily_counts(app, since, until)
+        if name_matches(name, n)
     ]
     machines = {
-        dim: [{"app": a, "day": d, "value": v, "machines": m} for a, d, v, m in store.machines_by(dim, app, since)]
+        dim: [
+            {"app": a, "day": d, "value": v, "machines": m} for a, d, v, m in store.machines_by(dim, app, since, until)
+        ]
         for dim in DIMENSIONS
     }
-    refusals = [{"app": _app_label(a), "day": d, "reason": r, "n": n} for a, d, r, n in store.refusals(app, since)]
-    deletions = [{"app": a, "day": d, "n": n} for a, d, n in store.deletions(app, since)]
-    return Report(since, today.isoformat(), app, counts, machines, refusals, deletions, outcomes(counts))
+    refusals = [
+        {"app": _app_label(a), "day": d, "reason": r, "n": n} for a, d, r, n in store.refusals(app, since, until)
+    ]
+    deletions = [{"app": a, "day": d, "n": n} for a, d, n in store.deletions(app, since, until)]
+    return Report(since, until, app, counts, machines, refusals, deletions, outcomes(counts), name)
 
 
 def machine_days(rows: Iterable[tuple[str, str, str, int]]) -> list[tuple[str, str, int]]:
@@ -150,7 +190,8 @@ def _table(headers: list[str], rows: list[list[Any]], bar_column: int | None) ->
 
 def format_table(report: Report) -> str:
     scope = report.app if report.app is not None else "all apps"
-    out = [f"telemetry_rollup report: {scope}, {report.since} .. {report.until} (UTC)", ""]
+    narrowed = f", counters matching {report.name}" if report.name else ""
+    out = [f"telemetry_rollup report: {scope}, {report.since} .. {report.until} (UTC){narrowed}", ""]
     out.append("Counts per day and name")
     out += _table(
         ["app", "day", "name", "total", "machines"],
@@ -172,9 +213,11 @@ def format_table(report: Report) -> str:
         out.append("  (none)")
     for r in report.outcomes:
         codes = ", ".join(f"{c} {n}" for c, n in r["top_codes"]) or "-"
+        # "calls" counts every call of the name; only calls made with an outcome (timed(),
+        # count(outcome=...)) are ok or errors, and the error rate is of those.
         out.append(
-            f"  {r['app']} {r['name']}: {r['calls']} calls, {r['errors']} errors "
-            f"({r['error_rate'] * 100:.1f}%), top codes: {codes}"
+            f"  {r['app']} {r['name']}: {r['calls']} calls; {r['ok'] + r['errors']} with an outcome:"
+            f" {r['ok']} ok, {r['errors']} errors ({r['error_rate'] * 100:.1f}%); top codes: {codes}"
         )
         largest = max(r["durations"].values())
         for bucket in DURATION_BUCKETS:

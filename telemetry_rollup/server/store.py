@@ -93,6 +93,7 @@ __all__ = [
     "open_store",
     "redact_url",
     "seen_tag",
+    "sqlite_path_from_url",
 ]
 
 

@@ -92,7 +92,7 @@ def ingest(
                    for r in b.reports if not tagged(b, k, r)})  # fmt: skip
     inserted = insert_returning(tx, d, REPORTS, keys)
 
-    results: list[IngestResult | None] = []
+    results: list[tuple[int, int, list[str]] | None] = []  # per batch: new, duplicates, ids stored
     new_tags: list[tuple[str, str, str]] = []
     machines: dict[tuple[str, str], list[tuple[Ingest, ReportRows]]] = {}  # new reports per machine
     counted: list[tuple[str, ReportRows]] = []  # every new report, for its refusals
@@ -101,6 +101,7 @@ def ingest(
             results.append(None)
             continue
         new = duplicates = 0
+        with_machine: list[str] = []
         for report in sorted(batch.reports, key=lambda r: r.id):
             key = (report.day, batch.app, batch.machine_id, report.id)
             if tagged(batch, kind, report) or (kind != _TAGS and key not in inserted):
@@ -113,9 +114,10 @@ def ingest(
             else:
                 inserted.discard(key)  # the same key twice in one request: the second is a duplicate
                 machines.setdefault((batch.app, batch.machine_id), []).append((batch, report))
+                with_machine.append(report.id)
             new += 1
             counted.append((batch.app, report))
-        results.append(IngestResult(stored=new, duplicates=duplicates))
+        results.append((new, duplicates, with_machine))
     insert(tx, d, SEEN, sorted(new_tags), IGNORE)
     stored_counts = _add_to_days(tx, d, known, cap, machines)
     refused: dict[tuple[str, str, str], int] = {}
@@ -128,7 +130,12 @@ def ingest(
             if n:
                 refused[(app, report.day, reason)] = refused.get((app, report.day, reason), 0) + n
     insert(tx, d, REFUSALS, [(*k, n) for k, n in sorted(refused.items())], ADD)
-    return results
+    return [
+        None if r is None else IngestResult(
+            stored=r[0], duplicates=r[1], values=sum(sum(stored_counts[(b.app, i)].values()) for i in r[2])
+        )
+        for b, r in zip(batches, results)
+    ]  # fmt: skip
 
 
 def _add_to_days(

@@ -81,6 +81,7 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Server, str, Path]]:
         "limits": {"per_machine": 1000, "per_address": 3},
         "proxy": {"trusted": ["127.0.0.1"]},
         "dashboard": {"token": TOKEN},
+        "metrics": {"token": TOKEN},
     }
     server = Server(f"sqlite:///{tmp_path / 'n.db'}", tmp_path, config=config)
     port = free_port()
@@ -135,6 +136,23 @@ def test_reports_go_through_the_proxy_over_tls_with_their_proof(proxied: tuple[S
     assert len(big) > 64 * 1024
     too_big = session.post(base + "/v1/rollups", data=big, headers={"Content-Type": "application/json"}, timeout=10)
     assert too_big.status_code == 413  # refused by nginx before it reaches the server
+
+
+def test_dashboard_and_metrics_only_from_the_operators_network(proxied: tuple[Server, str, Path]) -> None:
+    import warnings
+
+    base, cert = proxied[1:]
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert _from("127.0.0.1", cert).get(base + "/metrics", headers=bearer, timeout=10).status_code == 200
+    # ::1 is outside the sample's allow lists (127.0.0.0/8, 10.0.0.0/8): denied at the proxy. The
+    # test certificate names 127.0.0.1 only, so this one request does not verify it.
+    outside = base.replace("127.0.0.1", "[::1]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in ("/metrics", "/dashboard"):
+            denied = requests.get(outside + path, headers=bearer, params={"token": TOKEN}, verify=False, timeout=10)
+            assert denied.status_code == 403, path
+        assert requests.get(outside + "/healthz", verify=False, timeout=10).status_code == 200
 
 
 def test_the_server_limits_each_real_client_behind_the_proxy(proxied: tuple[Server, str, Path]) -> None:

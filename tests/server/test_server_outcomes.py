@@ -60,7 +60,7 @@ def test_timed_round_trip_through_the_server(tmp_path: Path) -> None:
         assert row["top_codes"] == [["KeyError", 3]]
         assert row["durations"]["lt10ms"] == 10
         text = server.report("--app", "tool", "--days", "2").stdout
-        assert "build: 10 calls, 3 errors (30.0%), top codes: KeyError 3" in text
+        assert "build: 10 calls; 10 with an outcome: 7 ok, 3 errors (30.0%); top codes: KeyError 3" in text
     finally:
         server.stop()
 
@@ -83,4 +83,4 @@ def test_table_lists_outcomes() -> None:
             ]
         ),
     )
-    assert "a x: 2 calls, 0 errors (0.0%)" in format_table(rep)
+    assert "a x: 2 calls; 2 with an outcome: 2 ok, 0 errors (0.0%)" in format_table(rep)

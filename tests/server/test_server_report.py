@@ -54,7 +54,7 @@ def test_table() -> None:
 def test_json_and_csv() -> None:
     data = json.loads(format_json(REPORT))
     assert data["counts"][0] == REPORT.counts[0]
-    assert set(data) == {"since", "until", "app", "counts", "machines", "refusals", "deletions", "outcomes"}
+    assert set(data) == {"since", "until", "app", "name", "counts", "machines", "refusals", "deletions", "outcomes"}
     rows = list(csv.reader(io.StringIO(format_csv(REPORT))))
     assert rows[0] == ["section", "app", "day", "key", "value", "machines"]
     assert ["counts", "acme", "2026-11-21", "lint", "1", "1"] in rows
