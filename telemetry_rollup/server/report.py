@@ -12,7 +12,7 @@ import fnmatch
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -229,7 +229,9 @@ def format_table(report: Report) -> str:
 
 
 def format_json(report: Report) -> str:
-    return json.dumps(asdict(report), indent=2, sort_keys=True) + "\n"
+    # The fields are plain lists and dicts already: asdict()'s deep copy of them was half the
+    # report's CPU time at a million machines (tens of thousands of rows over 30 days).
+    return json.dumps({f.name: getattr(report, f.name) for f in fields(report)}, indent=2, sort_keys=True) + "\n"
 
 
 CSV_COLUMNS = ("section", "app", "day", "key", "value", "machines")
