@@ -11,13 +11,29 @@ Importing this package loads none of its dependencies and creates no file and no
 
 from __future__ import annotations
 
-from ._telemetry import SendResult, Telemetry
-from ._version import __version__
+from ._telemetry import Telemetry
 
 TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable, Mapping
     from typing import Any, Callable
+
+    from ._telemetry import SendResult
+    from ._version import __version__
+else:
+
+    def __getattr__(name: str) -> Any:
+        # Loaded at first use: importing the package loads the hot path only.
+        if name == "SendResult":
+            from . import _telemetry
+
+            return _telemetry.SendResult
+        if name == "__version__":
+            from ._version import __version__
+
+            return __version__
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["SendResult", "Telemetry", "__version__", "configure", "count", "flush", "send", "status", "timed"]
 
@@ -49,7 +65,7 @@ def configure(
     send_interval: float = 3600.0,
     notice: str | None = None,
     notice_url: str | None = None,
-    home: str | None = None,
+    home: str | os.PathLike[str] | None = None,
     headers: Mapping[str, str] | Callable[[], Mapping[str, str] | None] | None = None,
 ) -> Telemetry:
     """Configure the default instance for ``app`` (see :meth:`Telemetry.configure`) and return it.

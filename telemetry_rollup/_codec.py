@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import _days
+from ._line import encode_line_fast  # noqa: F401 - re-exported; the write side lives with the exit path
 from ._names import CLAMPED, MAX_COUNT, is_wire_name
 
 LINE_VERSION = 1
@@ -59,15 +60,6 @@ class Decoded(NamedTuple):
     rollup: Rollup
     foreign: list[bytes]  # lines of a newer format version, kept verbatim
     corrupt: int
-
-
-def encode_line_fast(day: str, name: str, n: int) -> bytes:
-    """One buffer line without orjson, for the exit hook of a short CLI.
-
-    Valid names and ISO days contain no character JSON escapes, so this is byte-identical to
-    ``orjson.dumps({"v": 1, "d": day, "n": name, "c": n}) + b"\\n"`` (a property test pins it).
-    """
-    return b'{"v":1,"d":"%s","n":"%s","c":%d}\n' % (day.encode(), name.encode(), n)
 
 
 def encode_lines(rollup: Rollup) -> bytes:

@@ -67,6 +67,8 @@ def env_prefix(store: AppStore) -> str:
 
 
 def effective(store: AppStore, environ: Mapping[str, str]) -> Decision:
+    if store.unsafe() is not None:  # a directory others can write to is not used (status says why)
+        return Decision("off", "unsafe")
     config = store.config()
     default = config.get("default") if config.get("default") in MODES else "on"
     return resolve(environ, env_prefix(store), store.stored_mode(), str(default))
@@ -217,7 +219,7 @@ def retry_forget(
 ) -> ForgetResult:
     """Send the pending deletion requests (a ``flush`` step). Creates no file when none is pending."""
     env = os.environ if environ is None else environ
-    if not store.forget_file.exists():
+    if not os.path.lexists(store.forget_file):
         return ForgetResult(store.app)
     try:
         with store.lock_sender(timeout if force else 0.0):

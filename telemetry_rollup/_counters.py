@@ -17,15 +17,15 @@ after midnight may land on the previous day, by at most the flusher's wake-up de
 from __future__ import annotations
 
 import itertools
-import threading
 import time
-from collections.abc import Iterable
+from _thread import allocate_lock  # not threading: a short CLI never needs to import it
 
 from ._days import SECONDS_PER_DAY, day_of
 from ._names import DENIED, INVALID, MAX_NAMES_PER_DAY, OVERFLOW, is_name
 
 TYPE_CHECKING = False  # no typing import at run time: ``import telemetry_rollup`` must stay cheap
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Callable
 
 #: (day number, name) -> count
@@ -66,7 +66,7 @@ class Counters:
         self._reset()
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._days: dict[int, dict[str, itertools.count[int]]] = {}
         self._cur: dict[str, itertools.count[int]] = {}
         self._cur_day = -1

@@ -1,19 +1,20 @@
 """Cheap checks for the exit hook and the flusher: is an automatic send worth starting?
 
 Kept apart from ``_sender`` so a short CLI's exit pays for a few small reads, not for importing
-the sender and its transport.
+the sender and its transport (or any JSON parser: the times come from ``schedule``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from . import _fs
 from ._days import today_iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ._store import AppStore
 
 _CI_VARS = (
@@ -37,10 +38,10 @@ def is_ci(environ: Mapping[str, str]) -> bool:
 
 def auto_due(store: AppStore, send_interval: float, now: float) -> bool:
     """May an automatic send be worth starting? Cheap: a few small reads, no roll-up."""
-    state = store.state()
-    if now < float(state.get("next_attempt_at", 0) or 0):
+    next_attempt_at, last_auto_try_at = store.schedule()
+    if now < next_attempt_at:
         return False
-    if now - float(state.get("last_auto_try_at", 0) or 0) < send_interval:
+    if now - last_auto_try_at < send_interval:
         return False
     return has_due_data(store, now)
 
@@ -52,20 +53,31 @@ def claim_autosend(store: AppStore, send_interval: float, now: float) -> bool:
     (all but one then find the sender lock taken): a burst of interpreters on a small machine.
     The token ``autosend.<interval number>`` is created with O_EXCL; older tokens are removed.
     """
-    bucket = int(now // max(send_interval, 60.0))
-    name = f"autosend.{bucket}"
+    name = _token(send_interval, now)
     try:
-        fd = os.open(store.dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(os.path.join(store.dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError:
         return False
     os.close(fd)
     try:
         for entry in os.listdir(store.dir):
             if entry.startswith("autosend.") and entry != name:
-                os.unlink(store.dir / entry)
+                os.unlink(os.path.join(store.dir, entry))
     except OSError:
         pass
     return True
+
+
+def release_autosend(store: AppStore, send_interval: float, now: float) -> None:
+    """Give back this interval's token (the sender could not be started after all)."""
+    try:
+        os.unlink(os.path.join(store.dir, _token(send_interval, now)))
+    except OSError:
+        pass
+
+
+def _token(send_interval: float, now: float) -> str:
+    return f"autosend.{int(now // max(send_interval, 60.0))}"
 
 
 def _first_day(data: bytes | None) -> bytes | None:
@@ -84,13 +96,13 @@ def has_due_data(store: AppStore, now: float) -> bool:
         return True
     current = _fs.read_capped(store.current, 128)
     if current:
-        gen = store.outbox / current.decode("ascii", "replace").strip()
-        try:
-            if any(gen.joinpath("reports").iterdir()):
-                return True
-        except OSError:
-            pass
-        day = _first_day(_fs.read_capped(gen / "carry.jsonl", 64))
+        name = current.decode("ascii", "replace").strip()
+        if not name.startswith("gen-") or "/" in name or "\\" in name:
+            return False
+        gen = os.path.join(store.outbox, name)
+        if any(n.endswith(".json") for n in _fs.listdir(os.path.join(gen, "reports"))):
+            return True
+        day = _first_day(_fs.read_capped(os.path.join(gen, "carry.jsonl"), 64))
         if day is not None and day < today:
             return True
     return False

@@ -65,6 +65,8 @@ def _source(st: Mapping[str, Any]) -> str:
         return f"your stored choice{at}"
     if src == "default":
         return "the app's default; you have not chosen"
+    if src == "unsafe":
+        return f"its data directory is not used: {st.get('unsafe')}"
     value = st.get("env_value")
     if value is None:
         return f"{src} is set in this environment"

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
-from ._codec import Rollup, add_count, encode_line_fast
+from ._codec import Rollup, add_count
 from ._days import iso, parse_iso
+from ._line import BUFFER_CAP, encode_line_fast
 from ._names import DROPPED, MAX_COUNT
 
-BUFFER_CAP = 256 * 1024
 MAX_COUNTERS_PER_REPORT = 1000
 MAX_REPORTS_PER_REQUEST = 50
 MAX_REQUEST_BYTES = 64 * 1024

@@ -63,8 +63,8 @@ class Pipeline:
     def recover(self) -> Path:
         """The committed generation (made if there is none); everything else in outbox/ is garbage
         left by a sender that died before or after its commit, and is removed."""
-        outbox = self.store.outbox
-        _fs.ensure_dir(outbox)
+        outbox = Path(self.store.outbox)
+        _fs.ensure_dir(outbox, replace=True)  # a planted link or file there is removed, never followed
         gen = self._committed()
         if gen is None:
             gen = self._new_gen()
@@ -86,13 +86,13 @@ class Pipeline:
         if not data:
             return None
         name = data.decode("ascii", "replace").strip()
-        gen = self.store.outbox / name
+        gen = Path(self.store.outbox) / name
         if not name.startswith("gen-") or "/" in name or not gen.is_dir() or gen.is_symlink():
             return None
         return gen
 
     def _new_gen(self) -> Path:
-        gen = self.store.outbox / f"gen-{_fs.random_name()}"
+        gen = Path(self.store.outbox) / f"gen-{_fs.random_name()}"
         os.mkdir(gen, 0o700)
         os.mkdir(gen / "inputs", 0o700)
         os.mkdir(gen / "reports", 0o700)
@@ -115,16 +115,14 @@ class Pipeline:
             except OSError:
                 st = None
             if st is not None:
-                import stat
-
-                if stat.S_ISREG(st.st_mode):
+                if not _fs.planted(st):
                     os.rename(self.store.buffer, inputs / f"{_fs.random_name()}.jsonl")
                     moved += 1
                 else:
-                    os.unlink(self.store.buffer)  # planted link or FIFO: never followed
+                    _fs.remove(self.store.buffer)  # planted link, hard link or FIFO: never followed
         for spill in self.store.spill_files():
             try:
-                os.rename(spill, inputs / spill.name)
+                os.rename(spill, inputs / os.path.basename(spill))
                 moved += 1
             except OSError:
                 pass
@@ -160,7 +158,7 @@ class Pipeline:
         dropped = 0
         changed = bool(inputs)
         for p in _list(gen / "reports", ".json"):
-            report = decode_report(_fs.read_capped(p, MAX_BUFFER_READ) or b"")
+            report = decode_report(_fs.read_capped(p, MAX_BUFFER_READ, links_ok=True) or b"")
             if report is None:
                 corrupt += 1
                 changed = True
@@ -214,7 +212,7 @@ class Pipeline:
     def pending_reports(self, gen: Path) -> list[tuple[Path, dict[str, Any]]]:
         out = []
         for p in _list(gen / "reports", ".json"):
-            r = decode_report(_fs.read_capped(p, MAX_BUFFER_READ) or b"")
+            r = decode_report(_fs.read_capped(p, MAX_BUFFER_READ, links_ok=True) or b"")
             if r is not None:
                 out.append((p, r))
         out.sort(key=lambda pr: (pr[1]["day"], pr[1]["id"]))
@@ -330,12 +328,12 @@ class Pipeline:
             else:
                 state["backoff_s"] = 0
                 state["next_attempt_at"] = 0
-        self.store.write_json(self.store.state_file, state)
+        self.store.write_state(state)
 
     def note_try(self) -> None:
         state = self.store.state()
         state["last_auto_try_at"] = self.now()
-        self.store.write_json(self.store.state_file, state)
+        self.store.write_state(state)
 
 
 def _history_entry(body: bytes, outcome: _transport.Outcome, now: float) -> dict[str, Any]:
@@ -425,9 +423,11 @@ class RunResult(NamedTuple):
 
 
 def decide(store: AppStore, environ: Mapping[str, str]) -> Any:
-    from ._consent import resolve
+    from ._consent import Decision, resolve
     from ._names import env_prefix_for
 
+    if store.unsafe() is not None:  # a directory others can write to: nothing in it is used
+        return Decision("off", "unsafe")
     config = store.config()
     prefix = config.get("env_prefix") if isinstance(config.get("env_prefix"), str) else env_prefix_for(store.app)
     default = config.get("default") if config.get("default") in ("on", "local", "off") else "on"
@@ -454,7 +454,8 @@ def run(
     deadline = time.monotonic() + timeout
     decision = decide(store, env)
     if decision.mode == "off":
-        return RunResult(store.app, "off", skipped=f"off ({decision.source})")
+        why = f": {store.unsafe()}" if decision.source == "unsafe" else ""
+        return RunResult(store.app, "off", skipped=f"off ({decision.source}{why})")
     from ._store import LockTimeout
 
     try:
@@ -484,7 +485,7 @@ def run(
             why = f"the endpoint in config.json is refused ({endpoint_problem(endpoint)})"
         elif not allow_send:
             why = "the notice was shown in this run: nothing is sent before the user could say no"
-        elif decision.source == "default" and not store.notice_file.exists():
+        elif decision.source == "default" and not os.path.isfile(store.notice_file):
             why = "the notice has not been shown yet"
         elif not force and now() < float(store.state().get("next_attempt_at", 0) or 0):
             why = "backing off after a failed attempt"

@@ -16,6 +16,7 @@ The shape (``python -m telemetry_rollup status --json`` prints ``{"schema": 1, "
       "endpoint_refused": "plain http is ..." | null,  # why config.json's endpoint is refused
       "machine_id": "uuid" | null,             # derived from the machine's key (never shown)
       "data_dir": "/home/u/.local/state/telemetry-rollup/acme",
+      "unsafe": "... is writable by group or others" | null,  # then mode is off, source "unsafe"
       "notice_shown": true,
       "buffer": {"bytes": 1234, "cap": 262144, "spill_files": 0},
       "pending": {
@@ -48,8 +49,8 @@ from . import _days, _fs
 from ._codec import decode_lines, decode_report
 from ._consent import MODES
 from ._endpoint import endpoint_problem, shown
+from ._line import BUFFER_CAP
 from ._names import CLAMPED, CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
-from ._rollup import BUFFER_CAP
 from ._store import MAX_BUFFER_READ, AppStore
 
 SCHEMA = 1
@@ -63,7 +64,7 @@ def _committed_gen(store: AppStore) -> Path | None:
     if not data:
         return None
     name = data.decode("ascii", "replace").strip()
-    gen = store.outbox / name
+    gen = Path(store.outbox) / name
     if not name.startswith("gen-") or "/" in name or not gen.is_dir():
         return None
     return gen
@@ -95,11 +96,11 @@ def pending(store: AppStore, today: str) -> tuple[dict[str, Any], dict[str, int]
         per_name = names.setdefault(day, {})
         per_name[name] = per_name.get(name, 0) + c
 
-    raw: list[Path] = [store.buffer, *store.spill_files()]
+    raw: list[Path] = [Path(store.buffer), *map(Path, store.spill_files())]
     gen = _committed_gen(store)
     if gen is not None:
         for p in _files(gen / "reports", ".json"):
-            r = decode_report(_fs.read_capped(p, MAX_BUFFER_READ) or b"")
+            r = decode_report(_fs.read_capped(p, MAX_BUFFER_READ, links_ok=True) or b"")
             if r is None:
                 continue
             n_reports += 1
@@ -154,7 +155,7 @@ def _next_attempt(
         return {"at": None, "why": f"the endpoint is refused ({refused}): nothing is sent"}
     if not isinstance(endpoint, str) or not endpoint:
         return {"at": None, "why": "no endpoint configured"}
-    if source == "default" and not store.notice_file.exists():
+    if source == "default" and not os.path.isfile(store.notice_file):
         return {"at": None, "why": "not before the notice has been shown (in a run that sends nothing)"}
     if not pend["days"]:
         return {"at": None, "why": "nothing pending"}
@@ -210,7 +211,8 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "endpoint_refused": refused,
         "machine_id": _machine_id(store),
         "data_dir": str(store.dir),
-        "notice_shown": store.notice_file.exists(),
+        "unsafe": store.unsafe(),
+        "notice_shown": os.path.isfile(store.notice_file),
         "buffer": {"bytes": _fs.file_size(store.buffer), "cap": BUFFER_CAP, "spill_files": len(store.spill_files())},
         "pending": pend,
         "reserved": reserved,
@@ -230,6 +232,6 @@ def _machine_id(store: AppStore) -> str | None:
     return current_id(store.dir)
 
 
-def status_all(stores: list[AppStore], root: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def status_all(stores: list[AppStore], root: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The document ``status --json`` prints."""
     return {"schema": SCHEMA, "data_root": str(root), "apps": [app_status(s, environ) for s in stores]}

@@ -1,14 +1,17 @@
 """The app directory: locked appends, spill files, the outbox generations, and small state files.
 
-Layout (all below ``<root>/<app>/``)::
+Layout (all below ``<root>/<app>/``; paths are ``str``, see ``_fs``)::
 
-    config.json        endpoint, app version, allowlist, env prefix, default (written by configure)
+    config.json        endpoint, app version, allowlist, env prefix, default (written at the first persist)
     mode.json          the user's stored choice {"mode": "on"|"local"|"off", "at": ...}
     machine_key        the machine's secret key (JSON), made at the first send, deleted by off;
                        the machine id is its hash (_identity.py)
     machine_id         the random UUID4 of a version before the key (read once, then removed)
     notice             exists once the notice has been shown
     state.json         last send attempt, back-off, history, totals (the sender's, under sender.lock)
+    schedule           "<next attempt at> <last automatic try at>": state.json's two times the exit
+                       hook needs, as text (no JSON parser on a short CLI's path)
+    autosend.<n>       one exiting process per send interval starts the detached sender
     buffer.jsonl       appended lines, capped at 256 KiB (lock: buffer.jsonl.lock)
     spill/*.jsonl      lines an exit hook could not append because the lock was held too long
     sender.lock        held by whoever rolls up or sends; liveness of a claim is judged by it
@@ -21,13 +24,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, Callable
 
 from . import _fs
 from ._consent import parse_stored
-from ._rollup import BUFFER_CAP
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, Callable
 
 MAX_SMALL_FILE = 256 * 1024
 #: a buffer file larger than this is hostile or damaged: only this much of it is read
@@ -41,9 +45,12 @@ class LockTimeout(Exception):
 def _loads(data: bytes | None) -> Any:
     if data is None:
         return None
+    from . import _flat
+
+    flat = _flat.loads(data)  # mode.json, config.json: no parser import on a short CLI's path
+    if flat is not None:
+        return flat
     if "orjson" not in sys.modules:
-        # A CLI's exit hook reads config.json and state.json; importing orjson there costs ~8 ms
-        # (it loads dataclasses, inspect, uuid), the stdlib parser ~1 ms and reads what orjson wrote.
         import json
 
         try:
@@ -67,36 +74,44 @@ def _dumps(obj: Any) -> bytes:
 class AppStore:
     """Paths and file operations of one app's directory."""
 
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.buffer = directory / "buffer.jsonl"
-        self.buffer_lock = directory / "buffer.jsonl.lock"
-        self.sender_lock = directory / "sender.lock"
-        self.spill = directory / "spill"
-        self.outbox = directory / "outbox"
-        self.current = self.outbox / "CURRENT"
-        self.mode_file = directory / "mode.json"
-        self.config_file = directory / "config.json"
-        self.state_file = directory / "state.json"
-        self.machine_id_file = directory / "machine_id"
-        self.notice_file = directory / "notice"
-        self.forget_file = directory / "forget.json"
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        d = os.fspath(directory)
+        join = os.path.join
+        self.dir = d
+        self.buffer = join(d, "buffer.jsonl")
+        self.buffer_lock = join(d, "buffer.jsonl.lock")
+        self.sender_lock = join(d, "sender.lock")
+        self.spill = join(d, "spill")
+        self.outbox = join(d, "outbox")
+        self.current = join(self.outbox, "CURRENT")
+        self.mode_file = join(d, "mode.json")
+        self.config_file = join(d, "config.json")
+        self.state_file = join(d, "state.json")
+        self.schedule_file = join(d, "schedule")
+        self.machine_id_file = join(d, "machine_id")
+        self.notice_file = join(d, "notice")
+        self.forget_file = join(d, "forget.json")
 
     @property
     def app(self) -> str:
-        return self.dir.name
+        return os.path.basename(self.dir)
 
     def exists(self) -> bool:
-        return self.dir.is_dir()
+        return _fs.is_real_dir(self.dir)
 
     def ensure(self) -> None:
         _fs.ensure_dir(self.dir)
 
+    def unsafe(self) -> str | None:
+        """Why this app's data must not be used (a data root or app directory that is not this
+        user's alone), or None."""
+        return _fs.unsafe_reason(os.path.dirname(self.dir), follow=True) or _fs.unsafe_reason(self.dir, follow=False)
+
     # -- small files -------------------------------------------------------------------------
-    def read_json(self, path: Path) -> Any:
+    def read_json(self, path: str) -> Any:
         return _loads(_fs.read_capped(path, MAX_SMALL_FILE))
 
-    def write_json(self, path: Path, obj: Any) -> None:
+    def write_json(self, path: str, obj: Any) -> None:
         self.ensure()
         _fs.atomic_write(path, _dumps(obj))
 
@@ -110,6 +125,27 @@ class AppStore:
     def state(self) -> dict[str, Any]:
         obj = self.read_json(self.state_file)
         return obj if isinstance(obj, dict) else {}
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        """state.json, and the two times of it the exit hook reads (``schedule``)."""
+        self.write_json(self.state_file, state)
+        times = (_number(state.get("next_attempt_at")), _number(state.get("last_auto_try_at")))
+        _fs.atomic_write(self.schedule_file, b"%r %r\n" % times)
+
+    def schedule(self) -> tuple[float, float]:
+        """(next attempt at, last automatic try at), from ``schedule``; from state.json when only an
+        older version wrote it."""
+        data = _fs.read_capped(self.schedule_file, 128)
+        if data is not None:
+            try:
+                a, b = data.split()
+                return float(a), float(b)
+            except ValueError:
+                return 0.0, 0.0
+        if not os.path.lexists(self.state_file):
+            return 0.0, 0.0
+        state = self.state()
+        return _number(state.get("next_attempt_at")), _number(state.get("last_auto_try_at"))
 
     def machine_id(self, *, create: bool) -> str | None:
         data = _fs.read_capped(self.machine_id_file, 64)
@@ -126,14 +162,15 @@ class AppStore:
         _fs.atomic_write(self.machine_id_file, mid.encode() + b"\n")
         return mid
 
-    # -- the buffer ----------------------------------------------------------------------------
+    # -- locks ---------------------------------------------------------------------------------
     def lock_buffer(self, timeout: float, *, fast: bool) -> _Held:
-        """Hold the buffer lock. ``fast`` uses a raw flock (the exit hook: no filelock import)."""
+        """Hold the buffer lock. ``fast`` uses a raw flock where there is one (the exit hook: no
+        filelock import); elsewhere (Windows) filelock."""
         self.ensure()
-        if fast and os.name == "posix":
+        if fast and _fs.have_flock():
             fd = _fs.flock_with_timeout(self.buffer_lock, timeout)
             if fd is None:
-                raise LockTimeout(str(self.buffer_lock))
+                raise LockTimeout(self.buffer_lock)
             return _Held(lambda: _fs.unlock(fd))
         return _filelock(self.buffer_lock, timeout)
 
@@ -141,41 +178,29 @@ class AppStore:
         self.ensure()
         return _filelock(self.sender_lock, timeout)
 
-    def write_spill(self, data: bytes) -> Path:
+    # -- spill files ---------------------------------------------------------------------------
+    def write_spill(self, data: bytes) -> str:
         """Lines that could not be appended in time: a uniquely named side file the next sender takes."""
-        _fs.ensure_dir(self.spill)
-        path = self.spill / f"{_fs.random_name()}.jsonl"
+        _fs.ensure_dir(self.spill, replace=True)
+        path = os.path.join(self.spill, f"{_fs.random_name()}.jsonl")
         _fs.atomic_write(path, data)
         return path
 
-    def spill_files(self) -> list[Path]:
-        try:
-            return sorted(p for p in self.spill.iterdir() if p.suffix == ".jsonl" and not p.name.startswith("."))
-        except OSError:
-            return []
+    def spill_files(self) -> list[str]:
+        return [os.path.join(self.spill, n) for n in _fs.listdir(self.spill) if n.endswith(".jsonl") and n[0] != "."]
 
     # -- removal -------------------------------------------------------------------------------
     def delete_data(self, *, keep: tuple[str, ...] = ()) -> list[str]:
-        """Delete everything in the app directory except the names in ``keep``; returns what went."""
-        gone: list[str] = []
-        try:
-            entries = list(self.dir.iterdir())
-        except OSError:
-            return gone
-        for p in entries:
-            if p.name in keep:
-                continue
-            try:
-                if p.is_dir() and not p.is_symlink():
-                    import shutil
-
-                    shutil.rmtree(p)
-                else:
-                    p.unlink()
-                gone.append(p.name)
-            except OSError:
-                pass
+        """Delete everything in the app directory except the names in ``keep``; returns what went.
+        Links are unlinked, never followed; an app directory that is itself a link is unlinked."""
+        if os.path.islink(self.dir):
+            return ["(link)"] if _fs.remove(self.dir) else []
+        gone = [n for n in _fs.listdir(self.dir) if n not in keep and _fs.remove(os.path.join(self.dir, n))]
         return sorted(gone)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 class _Held:
@@ -189,15 +214,24 @@ class _Held:
         self._release()
 
 
-def _filelock(path: Path, timeout: float) -> _Held:
+def _filelock(path: str, timeout: float) -> _Held:
     import filelock
 
-    lock = filelock.FileLock(str(path), timeout=max(timeout, 0.0), mode=0o600)
-    try:
-        lock.acquire()
-    except filelock.Timeout as exc:
-        raise LockTimeout(str(path)) from exc
-    return _Held(lock.release)
+    for attempt in (1, 2):
+        # A planted symlink or hard link at a lock path would make every acquire fail (filelock
+        # >= 3.20.1 refuses to follow it: CVE-2025-68146); it is removed, never followed.
+        _fs.clear_planted(path)
+        lock = filelock.FileLock(path, timeout=max(timeout, 0.0), mode=0o600)
+        try:
+            lock.acquire()
+        except filelock.Timeout as exc:
+            raise LockTimeout(path) from exc
+        except OSError:
+            if attempt == 2:
+                raise
+            continue
+        return _Held(lock.release)
+    raise LockTimeout(path)  # pragma: no cover - the loop returns or raises
 
 
 def _is_uuid(text: str) -> bool:
@@ -209,15 +243,11 @@ def _is_uuid(text: str) -> bool:
         return False
 
 
-def app_stores(root: Path) -> Iterator[AppStore]:
+def app_stores(root: str) -> Iterator[AppStore]:
     """Every app directory under the data root."""
-    try:
-        entries = sorted(root.iterdir())
-    except OSError:
-        return
-    for p in entries:
-        if p.is_dir() and not p.is_symlink() and not p.name.startswith("."):
-            yield AppStore(p)
+    for name in _fs.listdir(root):
+        if name[0] != "." and _fs.is_real_dir(os.path.join(root, name)):
+            yield AppStore(os.path.join(root, name))
 
 
 def append(
@@ -227,7 +257,8 @@ def append(
     today: str,
     timeout: float,
     fast: bool,
-    check: Callable[[], bool] | None = None,
+    check: Callable[[bool], bool] | None = None,
+    data: bytes | None = None,
 ) -> str:
     """Append coalesced lines (one per day x name) to the buffer under its lock.
 
@@ -236,54 +267,54 @@ def append(
     instead: nothing is lost and the caller never waits longer than ``timeout``. Returns
     "appended", "compacted" or "spilled".
 
-    ``check`` runs under the buffer lock before anything is written (``off`` holds that lock
-    while it deletes): when it returns False nothing is written and "off" is returned.
+    ``check(locked)`` runs under the buffer lock before anything is written (``off`` holds that
+    lock while it deletes), or with ``locked`` False before a spill file is written: when it
+    returns False nothing is written and "off" is returned. ``data``:
+    the lines of ``rollup``, when the caller has them already.
     """
-    from ._codec import encode_line_fast
+    from . import _log
+    from ._line import BUFFER_CAP, encode_line_fast
 
-    data = b"".join(encode_line_fast(d, n, c) for (d, n), c in sorted(rollup.items()) if c > 0)
+    if data is None:
+        data = b"".join(encode_line_fast(d, n, c) for (d, n), c in sorted(rollup.items()) if c > 0)
     if not data:
         return "appended"
     try:
         with store.lock_buffer(timeout, fast=fast):
-            if check is not None and not check():
+            _log.step("persist:locked")
+            if check is not None and not check(True):
                 return "off"
-            _replace_hostile(store.buffer)
+            _fs.clear_planted(store.buffer)  # a link, FIFO or directory is removed, never followed
             size = _fs.file_size(store.buffer)
             if size + len(data) <= BUFFER_CAP:
                 _fs.append_bytes(store.buffer, data)
+                _log.step("persist:appended")
                 return "appended"
-            from ._codec import decode_lines
-            from ._names import CORRUPT
-            from ._rollup import fit_to_cap, merge
-
-            old = _fs.read_capped(store.buffer, MAX_BUFFER_READ) or b""
-            dec = decode_lines(old)
-            merged = merge(dec.rollup, rollup)
-            if dec.corrupt:
-                merged[(today, CORRUPT)] = merged.get((today, CORRUPT), 0) + dec.corrupt
-            out, _ = fit_to_cap(merged, dec.foreign, today=today)
-            _fs.atomic_write(store.buffer, out)
+            _compact(store, rollup, today)
+            _log.step("persist:appended")
             return "compacted"
     except LockTimeout:
-        if check is not None and not check():
+        if check is not None and not check(False):
             return "off"
         store.write_spill(data)
         return "spilled"
 
 
-def _replace_hostile(path: Path) -> None:
-    """A symlink, FIFO or directory where the buffer should be is removed, never followed."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return
-    import stat
+def _compact(store: AppStore, rollup: dict[Any, int], today: str) -> None:
+    from ._codec import decode_lines
+    from ._line import split_own
+    from ._names import CORRUPT
+    from ._rollup import fit_to_cap, merge
 
-    if not stat.S_ISREG(st.st_mode):
-        if stat.S_ISDIR(st.st_mode):
-            import shutil
-
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
+    old = _fs.read_capped(store.buffer, MAX_BUFFER_READ) or b""
+    own, rest = split_own(old)  # our own lines without a JSON parser: the codec reads the rest
+    foreign: list[bytes] = []
+    merged = merge(own, rollup)
+    if rest.strip():
+        dec = decode_lines(rest)
+        merged = merge(merged, dec.rollup)
+        foreign = dec.foreign
+        if dec.corrupt:
+            merged[(today, CORRUPT)] = merged.get((today, CORRUPT), 0) + dec.corrupt
+    out, _ = fit_to_cap(merged, foreign, today=today)
+    _fs.atomic_write(store.buffer, out)

@@ -1,23 +1,29 @@
-"""The Telemetry class: one app's counters, its exit hook, its background flusher."""
+"""The Telemetry class: one app's public API over its counters, store, consent and lifecycle.
+
+Counting is ``_counters``; the app directory is ``_store``; when and how the process persists
+(exit, fork, multiprocessing, SIGTERM, the flusher thread, the detached sender) is
+``_lifecycle``. What is left here: configuration, the consent decision, one persist (re-check the
+stored choice, show the notice, write the config, append), and ``send()``.
+"""
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
-import threading
 import time
-import weakref
-from collections.abc import Iterable, Mapping
+from _thread import allocate_lock
 
-from ._consent import Decision, env_decision, notice_text, resolve
 from ._counters import Counters
+from ._log import log, setup_debug, step
 from ._names import env_prefix_for
 
 TYPE_CHECKING = False  # typing costs ~5 ms at ``import telemetry_rollup``; only mypy needs it here
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
     from typing import Any, Callable, NamedTuple
 
+    from ._consent import Decision
+    from ._lifecycle import Lifecycle
     from ._timed import Timer
 
     class SendResult(NamedTuple):
@@ -27,37 +33,35 @@ if TYPE_CHECKING:
         kept: int = 0
         dropped: int = 0
 
-else:
-    from collections import namedtuple
-
-    SendResult = namedtuple("SendResult", ["sent", "kept", "dropped"], defaults=(0, 0, 0))
-    SendResult.__doc__ = "What a :meth:`Telemetry.send` call did, in reports."
-
-
-from ._log import log  # noqa: E402 - after the SendResult definition it belongs beside
-
-EXIT_BUDGET = 2.0  # seconds the exit hook may take, everything included
-EXIT_LOCK_WAIT = 1.0  # then the lines go to a spill file
+#: flush() and send() wait this long for the buffer lock, then write a spill file
+LOCK_WAIT = 1.0
+#: makes an instance's lifecycle once (never taken on the hot path or in a signal handler)
+_LIFE_LOCK = allocate_lock()
 
 
-def _debug_enabled() -> bool:
-    return os.environ.get("TELEMETRY_ROLLUP_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+# ``import telemetry_rollup`` loads the hot path only (_counters): consent, the lifecycle and the
+# SendResult type are loaded by the first configure() or send() that needs them.
+def _result(sent: int = 0, kept: int = 0, dropped: int = 0) -> SendResult:
+    cls = globals().get("SendResult")
+    if cls is None:
+        from ._record import record
+
+        cls = globals()["SendResult"] = record(
+            "SendResult",
+            ("sent", "kept", "dropped"),
+            module=__name__,
+            defaults=(0, 0, 0),
+            doc="What a :meth:`Telemetry.send` call did, in reports.",
+        )
+    return cls(sent, kept, dropped)  # type: ignore[no-any-return]
 
 
-def _setup_debug() -> None:
-    if not _debug_enabled():
-        return
-    import logging
+if not TYPE_CHECKING:
 
-    log = logging.getLogger("telemetry_rollup")
-    if not any(getattr(h, "_telemetry_rollup", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        from ._log import debug_formatter
-
-        handler.setFormatter(debug_formatter())
-        handler._telemetry_rollup = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-        log.setLevel(logging.DEBUG)
+    def __getattr__(name: str) -> Any:
+        if name == "SendResult":
+            return type(_result())
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _allow_matcher(allow: Iterable[str] | None) -> Callable[[str], bool] | None:
@@ -92,19 +96,13 @@ class Telemetry:
         self.count = self._counters.count
         self.app: str | None = None
         self._options: dict[str, Any] = {}
-        self._decision = Decision("off", "unconfigured")
+        self._decision: Decision | None = None  # None: not configured (off)
         self._store: Any = None
-        self._persist_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._hooks_registered = False
+        self._life: Lifecycle | None = None
         self._config_written = False
         self.told_this_run = False
         self._run_counted = False
         self._timer_class: type[Timer] | None = None
-        self._mp_hooked = False
-        self._persisting_in: int | None = None  # thread ident inside _persist, for the SIGTERM handler
-        self._term_pending = False
         self._headers: Any = None
         if app is not None:
             self.configure(app, **options)
@@ -123,7 +121,7 @@ class Telemetry:
         send_interval: float = 3600.0,
         notice: str | None = None,
         notice_url: str | None = None,
-        home: str | None = None,
+        home: str | os.PathLike[str] | None = None,
         headers: Mapping[str, str] | Callable[[], Mapping[str, str] | None] | None = None,
     ) -> None:
         """Attach this instance to ``app`` (or reconfigure it). Counts made before are kept.
@@ -134,10 +132,12 @@ class Telemetry:
         the detached sender started at exit sends without them. While an app declares headers, a
         401 answer keeps the reports for a later try instead of dropping them.
 
-        Invalid arguments never raise: telemetry is switched off and the reason logged at debug level.
+        ``home`` (or ``TELEMETRY_ROLLUP_HOME``), if relative, is resolved now: a later ``chdir``
+        does not move the data. Writes nothing; invalid arguments never raise: telemetry is
+        switched off and the reason logged at debug level.
         """
         try:
-            _setup_debug()
+            setup_debug()
             from ._validate import configure_problem
 
             problem = configure_problem(app, default=default, env_prefix=env_prefix, endpoint=endpoint)
@@ -145,15 +145,13 @@ class Telemetry:
                 raise ValueError(problem)
             if self.app is not None and self.app != app:
                 self.flush()  # what was counted belongs to the previous app
-            from pathlib import Path
-
             from . import _paths
             from ._store import AppStore
 
             prefix = env_prefix or env_prefix_for(app)
-            root = Path(home) if home else _paths.data_root()
+            root = os.path.abspath(os.fspath(home)) if home else _paths.data_root()
             self.app = app
-            self._store = AppStore(root / app)
+            self._store = AppStore(os.path.join(root, app))
             self._config_written = False
             self._options = {
                 "endpoint": endpoint,
@@ -165,7 +163,7 @@ class Telemetry:
                 "send_interval": float(send_interval),
                 "notice": notice,
                 "notice_url": notice_url,
-                "home": str(root),
+                "home": root,
             }
             self._headers = headers
             self._counters.allow = _allow_matcher(allow)
@@ -177,106 +175,128 @@ class Telemetry:
             self._counters.clear()
 
     def _decide(self) -> Decision:
+        from ._consent import Decision, env_decision, resolve
+
         prefix = self._options["env_prefix"]
         decided = env_decision(os.environ, prefix)
+        if decided is not None and decided.mode == "off":
+            return decided
+        unsafe = self._store.unsafe()
+        if unsafe is not None:  # anyone else could plant files or forge counts there
+            log.debug("telemetry is off: %s", unsafe)
+            return Decision("off", "unsafe")
         if decided is not None:
             return decided
         return resolve({}, prefix, self._store.stored_mode(), self._options["default"])
 
     def _apply_mode(self) -> None:
-        if self._decision.mode == "off":
+        decision = self._decision
+        assert decision is not None  # configure() made it
+        if decision.mode == "off":
             self._counters.off = True
             self._counters.clear()
-            self._stop.set()
+            if self._life is not None:
+                self._life.stop_flusher()
             return
         self._counters.off = False
-        if not self._hooks_registered:
-            self._hooks_registered = True
-            ref = weakref.ref(self)
-
-            def at_exit() -> None:
-                obj = ref()
-                if obj is not None:
-                    obj._at_exit()
-
-            def after_fork() -> None:
-                obj = ref()
-                if obj is not None:
-                    obj._after_fork_in_child()
-
-            atexit.register(at_exit)
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=after_fork)
-        if self._options["flush_interval"] > 0:
-            self._counters.on_new_name = self._on_first_count
+        if self._life is not None or self._counters.pending():  # counted before configure()
+            self._first_count()
         else:
-            self._counters.on_new_name = self._install_mp_child_hooks
+            self._counters.on_new_name = self._first_count
+
+    def _first_count(self) -> None:
+        """The lifecycle (exit and fork hooks, the flusher) from the first count on: a run that
+        records nothing (``--help``, ``--version``) loads, registers and starts none of it."""
+        with _LIFE_LOCK:  # two threads' first counts: one lifecycle
+            life = self._life
+            if life is None:
+                from ._lifecycle import Lifecycle
+
+                life = self._life = Lifecycle(self)
+        life.register()
+        self._counters.on_new_name = life.on_first_count
+        life.on_first_count()
 
     @property
     def mode(self) -> str:
-        return self._decision.mode
+        return self.decision.mode
 
     @property
     def decision(self) -> Decision:
+        if self._decision is None:
+            from ._consent import Decision
+
+            return Decision("off", "unconfigured")
         return self._decision
 
     # -- persisting ----------------------------------------------------------------------------
     def flush(self) -> None:
         """Append the in-memory counts to the buffer now. Never raises."""
-        self._persist(fast=False, timeout=EXIT_LOCK_WAIT)
+        self._persist(fast=False, timeout=LOCK_WAIT)
 
-    def _persist(self, *, fast: bool, timeout: float) -> str | None:
-        if self.app is None or self._counters.off:
+    def _persist(self, *, fast: bool, timeout: float, lock_wait: float | None = None) -> str | None:
+        """One persist: take what was counted and append it. ``lock_wait``: how long to wait for a
+        persist in progress elsewhere (None: until it ends); then go on without it (the exit path)."""
+        if self.app is None or self._counters.off or self._life is None:
             return None
-        with self._persist_lock:
-            self._persisting_in = threading.get_ident()
+        lock = self._life.persist_lock
+        held = lock.acquire() if lock_wait is None else lock.acquire(True, lock_wait)
+        try:
+            snap = self._counters.take()
+            step("persist:taken")
+            if not snap:
+                return None
             try:
-                snap = self._counters.take()
-                if not snap:
-                    return None
-                try:
-                    return self._write(snap, fast=fast, timeout=timeout)
-                except Exception as exc:
-                    log.debug("persist failed, counts kept in memory: %r", exc)
-                    self._counters.restore(snap)
-                    return None
-            finally:
-                self._persisting_in = None
-                if self._term_pending:
-                    self._die_of_sigterm()
+                return self._write(snap, fast=fast, timeout=timeout)
+            except BaseException as exc:
+                self._counters.restore(snap)  # a later flush retries them
+                if not isinstance(exc, Exception):
+                    raise  # KeyboardInterrupt, SystemExit: the counts are back, the host decides
+                log.debug("persist failed, counts kept in memory: %r", exc)
+                return None
+        finally:
+            if held:
+                lock.release()
+            step("persist:done")
 
     def _write(self, snap: dict[Any, int], *, fast: bool, timeout: float) -> str | None:
         from . import _store
         from ._days import today_iso
-        from ._rollup import from_day_numbers
+        from ._line import encode_snapshot
 
         store = self._store
         if not self._still_on():
             return None
         store.ensure()
         self._add_run_facts(snap)
+        data, rollup = encode_snapshot(snap)
 
-        def under_lock() -> bool:
+        def check(locked: bool) -> bool:
             # Checked again under the buffer lock, which ``off`` holds while it deletes: a
             # process that raced with ``off`` recreates nothing, not even the notice or config.
             if not self._still_on():
-                try:
-                    os.unlink(store.buffer_lock)
-                except OSError:
-                    pass
+                if locked:
+                    try:
+                        os.unlink(store.buffer_lock)
+                    except OSError:
+                        pass
                 return False
-            self._maybe_notice()
+            if locked:  # shown by the holder of the buffer lock only: exactly one process shows it
+                self._maybe_notice()
             self._write_config()
             return True
 
         result = _store.append(
-            store, from_day_numbers(snap), today=today_iso(time.time()), timeout=timeout, fast=fast, check=under_lock
+            store, rollup, today=today_iso(time.time()), timeout=timeout, fast=fast, check=check, data=data
         )
         log.debug("persisted %d counters (%s)", len(snap), result)
         return None if result == "off" else result
 
     def _still_on(self) -> bool:
         """A choice stored by another process (``off`` above all) wins before anything is written."""
+        from ._consent import resolve
+
+        assert self._decision is not None
         if self._decision.source in ("stored", "default"):
             latest = resolve({}, self._options["env_prefix"], self._store.stored_mode(), self._options["default"])
             if latest != self._decision:
@@ -290,17 +310,10 @@ class Telemetry:
             return
         self._run_counted = True
         from ._days import day_of
-        from ._due import is_ci
+        from ._persist import run_facts
 
         day = day_of(time.time())
-        try:
-            interactive = sys.stdin.isatty() and sys.stderr.isatty()
-        except Exception:
-            interactive = False
-        facts = ["_run:tty" if interactive else "_run:script"]
-        if is_ci(os.environ):
-            facts.append("_run:ci")
-        for name in facts:
+        for name in run_facts(os.environ):
             snap[(day, name)] = snap.get((day, name), 0) + 1
 
     def timed(self, name: str) -> Timer:
@@ -314,44 +327,27 @@ class Telemetry:
         return timer(self._counters, name)
 
     def _maybe_notice(self) -> None:
-        if self._decision.source != "default" or self._decision.mode != "on":
+        """Under the buffer lock: the first persist of an app on by default shows the notice."""
+        if self.decision.source != "default" or self.decision.mode != "on":
             return
-        store = self._store
-        try:
-            fd = os.open(store.notice_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return
-        os.write(fd, str(int(time.time())).encode())
-        os.close(fd)
-        self.told_this_run = True
+        from ._consent import notice_text
+        from ._persist import show_notice
+
         text = notice_text(
             self.app or "", self._options["env_prefix"], self._options["notice"], self._options["notice_url"]
         )
-        try:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-        except Exception:  # noqa: S110 - a closed stderr must not break the host
-            pass
+        if show_notice(self._store, text):
+            self.told_this_run = True
+        elif not os.path.lexists(self._store.notice_file):
+            log.debug("the notice could not be written to standard error: not shown, nothing is sent")
 
     def _write_config(self) -> None:
+        """config.json, written only when its bytes would change (once per app version)."""
         if self._config_written:
             return
-        store = self._store
-        wanted = {
-            "app": self.app,
-            "endpoint": self._options["endpoint"],
-            "app_version": self._options["app_version"],
-            "allow": self._options["allow"],
-            "default": self._options["default"],
-            "env_prefix": self._options["env_prefix"],
-            "send_interval": self._options["send_interval"],
-            "notice_url": self._options["notice_url"],
-        }
-        if self._headers is not None:
-            # Only the fact that the app authenticates (so a 401 keeps reports), never a value.
-            wanted["auth_headers"] = True
-        if store.config() != wanted:
-            store.write_json(store.config_file, wanted)
+        from ._persist import config_bytes, write_config
+
+        write_config(self._store, config_bytes(str(self.app), self._options, authenticates=self._headers is not None))
         self._config_written = True
 
     # -- sending -------------------------------------------------------------------------------
@@ -359,9 +355,9 @@ class Telemetry:
         """Flush, then deliver the reports that are due, within ``timeout`` for the whole call."""
         start = time.monotonic()
         try:
-            self._persist(fast=False, timeout=min(EXIT_LOCK_WAIT, timeout))
+            self._persist(fast=False, timeout=min(LOCK_WAIT, timeout))
             if self.app is None or self._counters.off:
-                return SendResult()
+                return _result()
             from ._sender import run
 
             left = max(0.0, timeout - (time.monotonic() - start))
@@ -374,11 +370,11 @@ class Telemetry:
             )
             dropped = res.built.dropped_counts if res.built else 0
             if res.sent is None:
-                return SendResult(0, 0, dropped)
-            return SendResult(res.sent.sent, res.sent.kept, res.sent.rejected)
+                return _result(0, 0, dropped)
+            return _result(res.sent.sent, res.sent.kept, res.sent.rejected)
         except Exception as exc:
             log.debug("send failed: %r", exc)
-            return SendResult()
+            return _result()
 
     def _headers_now(self) -> dict[str, str] | None:
         """The configured headers, the callable evaluated now; None if absent, empty or invalid."""
@@ -393,127 +389,34 @@ class Telemetry:
 
     def _due(self) -> bool:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""
-        if self._decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
+        decision = self.decision
+        if decision.mode != "on" or not self._options.get("endpoint") or self.told_this_run:
             return False
+        if decision.source == "default" and not os.path.lexists(self._store.notice_file):
+            return False  # nothing is sent before the notice was shown
         from ._due import auto_due
 
         return auto_due(self._store, self._options["send_interval"], time.time())
 
-    # -- background and exit -------------------------------------------------------------------
-    def _on_first_count(self) -> None:
-        self._install_mp_child_hooks()
-        self._ensure_thread()
+    def _background_pass(self) -> None:
+        """The flusher's work, every ``flush_interval``: persist, and send when due.
 
-    def _install_mp_child_hooks(self) -> None:
-        """In a multiprocessing child, persist at the child's exit too.
-
-        Pool workers leave through ``os._exit`` (no atexit), and ``with Pool()`` terminates idle
-        workers with SIGTERM (no finaliser). So: a ``multiprocessing.util.Finalize`` (run by the
-        child's bootstrap before ``os._exit``), and, only where SIGTERM still has its default
-        action, a handler that persists and then dies of SIGTERM as the default would.
-        """
-        if self._mp_hooked:
+        The flusher is a raw thread, and on Python <= 3.12 the first thread to import
+        ``threading`` becomes its "main thread", which interpreter shutdown then waits for. So
+        while the host has not imported ``threading``, this pass imports nothing that does: it
+        persists with the raw flock and leaves sending to the detached sender."""
+        threaded = "threading" in sys.modules
+        self._persist(fast=not threaded, timeout=LOCK_WAIT)
+        if not self._due():
             return
-        mp = sys.modules.get("multiprocessing")
-        if mp is None:
+        if not threaded:
+            if self._life is not None:
+                self._life.start_sender(subprocess_ok=False)
             return
-        try:
-            if mp.parent_process() is None:
-                return
-        except Exception:
-            return
-        self._mp_hooked = True
-        from multiprocessing import util
+        from ._sender import run
 
-        # Workers leave sending to the parent's exit hook: no burst of senders from a pool.
-        util.Finalize(None, self._at_exit, args=(False,), exitpriority=10)
-        import signal
-
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        if self._persisting_in == threading.get_ident():
-            self._term_pending = True  # never interrupt a persist: it re-raises when done
-            return
-        self._at_exit(False)
-        self._die_of_sigterm()
-
-    def _die_of_sigterm(self) -> None:
-        import signal
-
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None or self._counters.off:
-            return
-        t = threading.Thread(target=self._loop, name="telemetry_rollup-flush", daemon=True)
-        self._thread = t
-        t.start()
-
-    def _loop(self) -> None:
-        interval = self._options["flush_interval"]
-        # Wake at each UTC day's end too: count() reads no clock, so a new day begins here.
-        while not self._stop.wait(min(interval, self._counters.roll())):
-            try:
-                self._persist(fast=False, timeout=EXIT_LOCK_WAIT)
-                if self._due():
-                    from ._sender import run
-
-                    run(self._store, timeout=5.0, allow_send=not self.told_this_run, headers=self._headers_now())
-            except Exception as exc:
-                log.debug("background flush failed: %r", exc)
-
-    def _at_exit(self, spawn: bool = True) -> None:
-        start = time.monotonic()
-        try:
-            self._stop.set()
-            if self.app is None or self._counters.off:
-                return
-            # A background persist in progress finishes first; its counts are not ours to drop.
-            if self._persist_lock.acquire(timeout=0.5):
-                self._persist_lock.release()
-            left = EXIT_BUDGET - (time.monotonic() - start)
-            self._persist(fast=True, timeout=max(0.0, min(EXIT_LOCK_WAIT, left - 0.5)))
-            if spawn and self._due():
-                from ._due import claim_autosend
-
-                if claim_autosend(self._store, self._options["send_interval"], time.time()):
-                    self._spawn_sender()
-        except Exception as exc:
-            log.debug("exit hook failed: %r", exc)
-
-    def _spawn_sender(self) -> None:
-        """Start ``python -m telemetry_rollup flush --if-due`` detached, and return at once."""
-        if not sys.executable:
-            return
-        import subprocess
-
-        env = dict(os.environ)
-        env["TELEMETRY_ROLLUP_HOME"] = self._options["home"]
-        kwargs: dict[str, Any] = {}
-        if os.name == "posix":
-            kwargs["start_new_session"] = True
-        else:  # pragma: no cover - Windows
-            kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | NEW_PROCESS_GROUP
-        subprocess.Popen(
-            [sys.executable, "-m", "telemetry_rollup", "flush", "--app", str(self.app), "--if-due", "--quiet"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=None if _debug_enabled() else subprocess.DEVNULL,  # debug mode: its log too
-            close_fds=True,
-            env=env,
-            **kwargs,
-        )
-        log.debug("started a detached sender for %s", self.app)
+        run(self._store, timeout=5.0, allow_send=not self.told_this_run, headers=self._headers_now())
 
     def _after_fork_in_child(self) -> None:
         self._counters.after_fork_in_child()
         self._run_counted = False
-        self._mp_hooked = False
-        self._persisting_in = None
-        self._term_pending = False
-        self._persist_lock = threading.Lock()
-        self._thread = None
-        self._stop = threading.Event()

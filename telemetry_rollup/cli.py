@@ -211,11 +211,11 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], out: IO[str]) -> ar
 
 
 def _run_parsed(args: argparse.Namespace, prog: str, out: IO[str], err: IO[str]) -> int:
-    from ._telemetry import _setup_debug
+    from ._log import setup_debug
 
     out, err = _escaped(out), _escaped(err)
     try:
-        _setup_debug()
+        setup_debug()
         return int(_dispatch(args, out, err))
     except UsageError as exc:
         err.write(f"{prog}: {exc}\n")
@@ -262,7 +262,7 @@ def _stores(app: str | None) -> list[AppStore]:
     if app is not None:
         if not is_app_name(app):
             raise UsageError(f"invalid app name {app!r}: {APP_RULE}")
-        return [AppStore(root / app)]
+        return [AppStore(os.path.join(root, app))]
     # Only app directories: anything else under the data root (a planted "\x1b]0;..." or "con",
     # a directory of an older rule) is not listed, switched off or sent from.
     return [s for s in app_stores(root) if is_app_name(s.app)]
@@ -449,7 +449,7 @@ def show_bodies(
         notes.append(f"the endpoint in config.json is refused ({refused}): nothing is sent")
     elif url is None:
         notes.append("no endpoint is configured: nothing is sent")
-    elif decision.source == "default" and not store.notice_file.exists():
+    elif decision.source == "default" and not os.path.isfile(store.notice_file):
         notes.append("nothing is sent before the notice has been shown once")
     return bodies, notes
 

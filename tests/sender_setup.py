@@ -18,8 +18,10 @@ def day(offset: int) -> str:
 def make_app(home: Path, app: str = "acme", *, endpoint: str | None, mode: str = "on") -> _store.AppStore:
     store = _store.AppStore(home / app)
     store.ensure()
-    store.config_file.write_text(json.dumps({"app": app, "endpoint": endpoint, "app_version": "1.0", "default": "on"}))
-    store.mode_file.write_text(json.dumps({"mode": mode}))
+    Path(store.config_file).write_text(
+        json.dumps({"app": app, "endpoint": endpoint, "app_version": "1.0", "default": "on"})
+    )
+    Path(store.mode_file).write_text(json.dumps({"mode": mode}))
     return store
 
 

@@ -92,8 +92,9 @@ def test_interpreter_shutdown_while_the_background_thread_is_in_a_send(
     add_lines(store, {(day(-1), "old"): 2})
     receiver.behaviour = "hang"
     go, ended = tmp_path / "go", tmp_path / "ended"
+    # A host that uses threads (threading imported by its main thread): the flusher sends in-process.
     code = f"""
-        import os, time, telemetry_rollup as tr
+        import os, threading, time, telemetry_rollup as tr
         tr.configure("acme", endpoint={receiver.url!r}, flush_interval=0.1, send_interval=0)
         tr.count("x", 4)
         while not os.path.exists({str(go)!r}):  # until the flusher is inside a send that never ends

@@ -16,7 +16,7 @@ from receiver import Receiver
 from sender_setup import add_lines, day, make_app, totals
 
 from telemetry_rollup import _sender
-from telemetry_rollup._telemetry import EXIT_BUDGET
+from telemetry_rollup._lifecycle import EXIT_BUDGET
 
 STEPS = ["recover", "claim", "prepare", "commit", "cleanup", "posted-before-ack"]
 
@@ -69,8 +69,8 @@ def test_kill_at_each_step_then_recover_delivers_exactly_once(home: Path, receiv
     # nothing left behind
     gen = _sender.Pipeline(store).recover()
     assert list((gen / "inputs").iterdir()) == [] and not (gen / "carry.jsonl").exists()
-    assert [p.name for p in store.outbox.iterdir()] == sorted(["CURRENT", gen.name]) or len(
-        list(store.outbox.iterdir())
+    assert [p.name for p in Path(store.outbox).iterdir()] == sorted(["CURRENT", gen.name]) or len(
+        list(Path(store.outbox).iterdir())
     ) == 2
 
 

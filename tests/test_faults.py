@@ -51,7 +51,7 @@ def assert_undisturbed(proc: subprocess.CompletedProcess[str]) -> None:
 
 def buffered(store: _store.AppStore) -> dict[str, int]:
     out: dict[str, int] = {}
-    for (_, n), c in _codec.decode_lines(store.buffer.read_bytes()).rollup.items():
+    for (_, n), c in _codec.decode_lines(Path(store.buffer).read_bytes()).rollup.items():
         out[n] = out.get(n, 0) + c
     return out
 
@@ -67,11 +67,11 @@ def test_read_only_data_directory(home: Path) -> None:  # pragma: no cover - CI 
 def test_read_only_app_directory_keeps_buffered_data(home: Path, tmp_path: Path) -> None:
     assert_undisturbed(host())
     store = _store.AppStore(home / "acme")
-    before = store.buffer.read_bytes()
+    before = Path(store.buffer).read_bytes()
     # a read-only mount: bind-mounting needs privileges we may not have, so use chattr-free means:
     # replace the directory by a path whose parent is a regular file (every write fails with ENOTDIR)
     assert_undisturbed(host({"TELEMETRY_ROLLUP_HOME": str(store.buffer)}))
-    assert store.buffer.read_bytes() == before
+    assert Path(store.buffer).read_bytes() == before
 
 
 def test_data_root_is_a_regular_file(home: Path) -> None:
@@ -97,7 +97,7 @@ def test_full_disk_rlimit_fsize(home: Path) -> None:
         import signal
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, as on a full disk
-        size = store.buffer.stat().st_size
+        size = Path(store.buffer).stat().st_size
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
     assert_undisturbed(host(preexec=limit))
@@ -160,7 +160,7 @@ def test_hostile_files_never_break_the_host_or_the_sender(
     elif target == "input":
         path = gen / "inputs" / "planted.jsonl"
     else:
-        path = store.dir / target
+        path = Path(store.dir) / target
     if path.exists() or path.is_symlink():
         path.unlink()
     HOSTILE[kind](path)

@@ -12,7 +12,7 @@ from helpers import run_py, run_py_timing_exit
 from receiver import Receiver, wait_for
 from sender_setup import add_lines, day, make_app
 
-from telemetry_rollup._telemetry import EXIT_BUDGET
+from telemetry_rollup._lifecycle import EXIT_BUDGET
 
 HOST = """
 import sys, telemetry_rollup as tr
@@ -28,8 +28,8 @@ print(tr.send(timeout=2))
     "env", [{"DO_NOT_TRACK": "1"}, {"DO_NOT_TRACK": "true"}, {"ACME_TELEMETRY": "0"}, {"ACME_TELEMETRY": "off"}]
 )
 def test_env_off_means_no_file_no_thread_no_connection(home: Path, receiver: Receiver, env: dict[str, str]) -> None:
-    proc = run_py(HOST.format(url=receiver.url) + "\nimport threading; print(threading.active_count())", env=env)
-    assert proc.stdout == "SendResult(sent=0, kept=0, dropped=0)\n1\n"
+    proc = run_py(HOST.format(url=receiver.url) + "\nimport _thread; print(_thread._count())", env=env)
+    assert proc.stdout == "SendResult(sent=0, kept=0, dropped=0)\n0\n"  # no thread of any kind
     assert proc.stderr == ""
     assert not home.exists()
     time.sleep(0.3)
@@ -38,9 +38,9 @@ def test_env_off_means_no_file_no_thread_no_connection(home: Path, receiver: Rec
 
 def test_stored_off_deletes_nothing_it_should_keep_and_writes_nothing(home: Path, receiver: Receiver) -> None:
     store = make_app(home, endpoint=receiver.url, mode="off")
-    before = sorted(p.name for p in store.dir.iterdir())
+    before = sorted(p.name for p in Path(store.dir).iterdir())
     run_py(HOST.format(url=receiver.url))
-    assert sorted(p.name for p in store.dir.iterdir()) == before
+    assert sorted(p.name for p in Path(store.dir).iterdir()) == before
     assert receiver.connections == 0
 
 
@@ -117,7 +117,7 @@ def test_exit_hook_sender_delivers(home: Path, receiver: Receiver) -> None:
 
 def test_no_send_in_the_run_that_showed_the_notice(home: Path, receiver: Receiver) -> None:
     store = make_app(home, endpoint=receiver.url)
-    store.mode_file.unlink()  # the user never chose: default on, notice pending
+    Path(store.mode_file).unlink()  # the user never chose: default on, notice pending
     add_lines(store, {(day(-1), "yesterday"): 3})
     proc = run_py(
         f'import telemetry_rollup as tr; tr.configure("acme", endpoint={receiver.url!r}); '
@@ -167,3 +167,17 @@ def test_background_flusher_persists_without_exit_and_never_keeps_the_process_al
     )
     assert proc.stdout.strip() == "1"
     assert '"c":3' in (home / "acme" / "buffer.jsonl").read_text()
+
+
+def test_configure_writes_nothing_and_a_run_rewrites_config_only_when_it_changed(home: Path) -> None:
+    run_py('import telemetry_rollup as tr; tr.configure("acme", default="local")')
+    assert not home.exists()  # configure() alone writes nothing, not even the data root
+    code = 'import telemetry_rollup as tr; tr.configure("acme", default="local", app_version=%r); tr.count("x")'
+    run_py(code % "1.0")
+    config = home / "acme" / "config.json"
+    first = config.stat()
+    run_py(code % "1.0")
+    assert config.stat().st_ino == first.st_ino  # the same file: not rewritten
+    assert json.loads(config.read_text())["app_version"] == "1.0"
+    run_py(code % "1.1")
+    assert json.loads(config.read_text())["app_version"] == "1.1"  # a changed setting is written

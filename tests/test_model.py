@@ -164,7 +164,7 @@ class Pipeline(RuleBasedStateMachine):
         current = _fs.read_capped(self.store.current, 128)
         reports: list[dict[str, Any]] = []
         if current:
-            gen = self.store.outbox / current.decode().strip()
+            gen = Path(self.store.outbox) / current.decode().strip()
             files += sorted((gen / "inputs").glob("*.jsonl")) + [gen / "carry.jsonl"]
             for p in sorted((gen / "reports").glob("*.json")):
                 r = _codec.decode_report(p.read_bytes())

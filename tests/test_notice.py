@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import Receiver, day, listing, plant, run_cli, run_host
+from cli_helpers import Receiver, clean_env, day, listing, plant, run_cli, run_host
 
 NOTICE_START = "acme collects anonymous usage counts"
 
@@ -189,3 +192,72 @@ def test_public_status_is_the_json_status_of_the_app(tmp_path: Path) -> None:
     assert (after["app"], after["mode"], after["source"]) == ("acme", "local", "default")
     assert after["pending"]["days"][0]["counts"] == after["pending"]["counts"] == 4  # build x3, _run:script
     assert after["buffer"]["bytes"] == (home / "acme" / "buffer.jsonl").stat().st_size
+
+
+# -- the notice reaches the person, not a stream the host redirected (issue 12, item 3) -------------
+REDIRECTING = """
+import contextlib, io, os, sys, time, telemetry_rollup as tr
+tr.configure("acme", endpoint=%(url)r, flush_interval=%(interval)s)
+captured = io.StringIO()
+with contextlib.redirect_stderr(captured):   # the host's own capture, as click's CliRunner does
+    tr.count("build")
+    %(action)s
+print("captured:", repr(captured.getvalue()))
+"""
+
+
+@pytest.mark.parametrize(
+    "interval,action",
+    [
+        ("0", "tr.flush()"),  # the host's thread persists first
+        ("0.1", "time.sleep(0.6)"),  # the background flusher persists first
+    ],
+)
+def test_notice_goes_to_the_real_stderr_not_a_redirected_one(
+    tmp_path: Path, receiver: Receiver, interval: str, action: str
+) -> None:
+    home = tmp_path / "home"
+    res = run_host(home, REDIRECTING % {"url": receiver.url, "interval": interval, "action": action})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "captured: ''\n"  # nothing of ours in the host's capture
+    assert res.stderr.count(NOTICE_START) == 1  # the person saw it, on file descriptor 2
+    assert (home / "acme" / "notice").exists()
+
+
+def _host_without_stderr(home: Path, url: str, how: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        "import os, sys, telemetry_rollup as tr\n"
+        + ("os.close(2)\n" if how == "closed-later" else "")
+        + f"tr.configure('acme', endpoint={url!r}, flush_interval=0)\n"
+        + "tr.count('build')\n"
+        + "tr.flush()\n"
+        + "print('host ok')\n"
+    )
+    with open(os.devnull, "rb") as read_only:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            env=clean_env(home),
+            stdout=subprocess.PIPE,
+            stderr=read_only if how == "read-only" else None,
+            preexec_fn=(lambda: os.close(2)) if how == "closed-at-start" else None,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+@pytest.mark.parametrize("how", ["closed-at-start", "closed-later", "read-only"])
+def test_no_writable_stderr_means_not_shown_and_nothing_sent(tmp_path: Path, receiver: Receiver, how: str) -> None:
+    home = tmp_path / "home"
+    plant(home, "acme", {(day(-1), "early"): 4}, endpoint=receiver.url)
+    res = _host_without_stderr(home, receiver.url, how)
+    assert res.returncode == 0 and res.stdout == "host ok\n"
+    assert not (home / "acme" / "notice").exists()  # not shown, so not recorded as shown
+    for name in ("buffer.jsonl", "buffer.jsonl.lock"):  # not written into a file that took fd 2
+        p = home / "acme" / name
+        assert not p.exists() or NOTICE_START.encode() not in p.read_bytes()
+    time.sleep(1.5)
+    assert receiver.bodies == []  # nothing is sent before the person could have read the notice
+    # the next run with a real stderr shows it, and sends nothing in that run either
+    _, err = host(home, receiver.url, "send")
+    assert NOTICE_START in err and receiver.bodies == []

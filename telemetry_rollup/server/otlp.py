@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+import requests
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -31,6 +32,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from telemetry_rollup._version import __version__
 from telemetry_rollup.server.export import AppDay, day_window
@@ -39,6 +42,32 @@ METRIC = "telemetry_rollup.count"
 SCOPE = "telemetry_rollup"
 #: The exporter's loggers (retries, failures): collected for our one-line error, not printed.
 _LOGGER = "opentelemetry.exporter"
+#: Answers worth another try. The exporter's own retries differ by version (those that still
+#: install on Python 3.9 retry 502-504 but not 429), so the session retries these itself.
+RETRY_STATUSES = (429, 502, 503, 504)
+
+
+def _session() -> requests.Session:
+    """A session that retries a transient answer up to 3 times after 0, 1 and 2 s. Only
+    answers: a connection error or a timeout is left to the exporter, whose deadline bounds it.
+    Retry-After is not followed: a receiver's long wait must not stall the export."""
+    retry = Retry(
+        total=3,
+        connect=0,
+        read=0,
+        other=0,
+        status=3,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # OTLP/HTTP is a POST; the same points may be sent again
+        backoff_factor=0.5,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def metrics_data(item: AppDay) -> MetricsData:
@@ -77,12 +106,12 @@ class _Collect(logging.Handler):
 
 class Sender:
     """The exporter for one endpoint. ``timeout`` bounds each request, its retries included
-    (the exporter retries 429, 502, 503 and 504 with backoff, and connection errors)."""
+    (429, 502, 503 and 504 are retried with backoff whatever the exporter's version)."""
 
     def __init__(self, url: str, timeout: float) -> None:
         # Headers (an API key), certificates and compression come from the exporter's usual
         # OTEL_EXPORTER_OTLP_* variables; the endpoint is the one given, as it is.
-        self.exporter = OTLPMetricExporter(endpoint=url, timeout=timeout)
+        self.exporter = OTLPMetricExporter(endpoint=url, timeout=timeout, session=_session())
         self.timeout = timeout
 
     def send(self, item: AppDay) -> str:

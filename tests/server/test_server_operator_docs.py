@@ -299,7 +299,8 @@ def _options(help_text: str) -> dict[str, str]:
     """Each option of an argparse help text -> its help (continuation lines joined)."""
     out: dict[str, str] = {}
     current = ""
-    for line in help_text.split("options:", 1)[1].splitlines():
+    # "options:" since Python 3.10, "optional arguments:" before.
+    for line in re.split(r"^(?:optional arguments|options):$", help_text, maxsplit=1, flags=re.M)[1].splitlines():
         match = re.match(r"\s{2}(-[^\s,]+(?:, --\S+)?)(?: \S+)?(?:\s{2,}(.*))?$", line)
         if match and line.startswith("  -"):
             current = match.group(1).split(", ")[-1]
