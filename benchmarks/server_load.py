@@ -12,6 +12,10 @@ backend and at most ``--seconds`` each; the server is stopped afterwards.
 
 Every request carries one new report of 10 counters (so every request writes), except
 with ``--duplicates``, which resends one fixed body (the dedup path: a read and no write).
+Each client is one machine sending report after report for the same day (the server's most
+expensive case: every report after the first adds to a stored machine-day), unless
+``--machines N``: each client then sends as N machines in turn, so most requests are a
+machine's first report of the day, as in a fleet.
 Bodies are wire format 2 (the machine's key as proof, as the library sends) unless
 ``--wire 1`` (older clients: a random machine id, no proof). ``--metrics`` turns ``GET /metrics``
 on (the counting it adds to every request; with ``--workers N`` prometheus-client's multiprocess
@@ -63,23 +67,25 @@ def _body(app: str, machine: str, report_id: str, key: str | None) -> dict[str, 
     return body
 
 
-def _client(args: tuple[str, int, float, bool, str, int]) -> tuple[list[float], int]:
-    url, count, deadline, duplicates, app, wire = args
+def _client(args: tuple[str, int, float, bool, str, int, int]) -> tuple[list[float], int]:
+    url, count, deadline, duplicates, app, wire, machines = args
     session = requests.Session()
-    key: str | None = None
-    if wire == 2:
-        from telemetry_rollup._identity import derive_id
+    identities: list[tuple[str, str | None]] = []
+    for _ in range(machines):
+        if wire == 2:
+            from telemetry_rollup._identity import derive_id
 
-        key = os.urandom(32).hex()
-        machine = derive_id(key)
-    else:
-        machine = str(uuid.uuid4())
-    fixed = json.dumps(_body(app, machine, str(uuid.uuid4()), key))
+            key = os.urandom(32).hex()
+            identities.append((derive_id(key), key))
+        else:
+            identities.append((str(uuid.uuid4()), None))
+    fixed = json.dumps(_body(app, identities[0][0], str(uuid.uuid4()), identities[0][1]))
     latencies: list[float] = []
     errors = 0
-    for _ in range(count):
+    for i in range(count):
         if time.time() >= deadline:
             break
+        machine, key = identities[i % machines]
         data = fixed if duplicates else json.dumps(_body(app, machine, str(uuid.uuid4()), key))
         start = time.perf_counter()
         try:
@@ -158,7 +164,8 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
         stop_at = time.time() + opts.seconds
         app = f"bench-{uuid.uuid4().hex[:8]}"
         jobs = [
-            (base + "/v1/rollups", per_client, stop_at, opts.duplicates, app, opts.wire) for _ in range(opts.clients)
+            (base + "/v1/rollups", per_client, stop_at, opts.duplicates, app, opts.wire, opts.machines)
+            for _ in range(opts.clients)
         ]
         cpu_before = _cpu_seconds(server.pid)
         started = time.perf_counter()
@@ -181,7 +188,7 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
     p50, p99 = (_percentile(latencies, p) * 1000 for p in (50, 99))
     print(
         f"{name:<10} wire={opts.wire} workers={opts.workers} metrics={'on' if opts.metrics else 'off'}"
-        f" clients={opts.clients} "
+        f" clients={opts.clients} machines={opts.machines} "
         f"requests={len(latencies)} errors={errors} time={elapsed:.1f}s "
         f"rate={len(latencies) / elapsed:.0f} req/s p50={p50:.1f} ms p99={p99:.1f} ms"
         f" server_cpu={cpu / max(1, len(latencies)) * 1000:.2f} ms/req"
@@ -198,10 +205,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--duplicates", action="store_true", help="resend one body")
     parser.add_argument("--wire", type=int, choices=(1, 2), default=2, help="wire format of the bodies (default 2)")
+    parser.add_argument("--machines", type=int, default=1, help="machines per client, taking turns (default 1)")
     parser.add_argument("--metrics", action="store_true", help="with GET /metrics on (a [metrics] section)")
     opts = parser.parse_args()
     if not (1 <= opts.clients <= 64 and 1 <= opts.requests <= 100_000 and opts.seconds <= 300):
         parser.error("keep the load bounded: clients 1..64, requests <= 100000, seconds <= 300")
+    if not 1 <= opts.machines <= 10_000:
+        parser.error("--machines must be 1..10000")
     with tempfile.TemporaryDirectory(prefix="tr-bench-") as tmp:
         workdir = Path(tmp)
         if opts.backend in ("sqlite", "both"):

@@ -89,6 +89,8 @@ def add_commands(sub: Any, app: str | None = None, aliases: dict[str, str] | Non
         s.add_argument("args", nargs=argparse.REMAINDER)
         rp = sub.add_parser("report", help="usage report from the server's database", add_help=False)
         rp.add_argument("args", nargs=argparse.REMAINDER)
+        pr = sub.add_parser("prune", help="delete the server's old raw rows, keep its daily totals", add_help=False)
+        pr.add_argument("args", nargs=argparse.REMAINDER)
         ex = sub.add_parser("export", help="send the server's daily totals to an OTLP endpoint", add_help=False)
         ex.add_argument("args", nargs=argparse.REMAINDER)
         sub.add_parser("demo", help="end-to-end demo in a throwaway data root (needs the server extra)")

@@ -99,7 +99,7 @@ def main(
     out = _escaped(stdout or sys.stdout)
     err = _escaped(stderr or sys.stderr)
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("serve", "report", "export") and app is None:
+    if args_list and args_list[0] in ("serve", "report", "prune", "export") and app is None:
         return _server_command(args_list[0], args_list[1:], err)
     if args_list and args_list[0] == "demo" and app is None:
         from ._demo import demo_main
@@ -384,7 +384,7 @@ def _describe(res: RunResult) -> str:
 
 
 def _server_command(name: str, argv: list[str], err: IO[str]) -> int:
-    """``serve``, ``report`` and ``export``: the server package parses and prints for itself;
+    """``serve``, ``report``, ``prune`` and ``export``: the server package parses and prints for itself;
     a missing extra is one line naming it (exit 2)."""
     try:
         from .server import cli as server_cli

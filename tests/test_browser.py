@@ -170,7 +170,7 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         assert list(values(dom, "machines").values()) == ["0", "0", "3", "3", "3"]
         assert list(values(dom, "counts:build").values()) == ["0", "0", "12", "15", "10"]
         assert list(values(dom, "counts:lint").values()) == ["0", "0", "0", "9", "7"]
-        assert values(dom, "by:app_version") == {"2.0.0": "2", "2.1.0": "1"}
+        assert values(dom, "by:app_version") == {"2.0.0": "6", "2.1.0": "3"}  # machine-days: 3 days each
         assert values(dom, "error_rate") == {"build": "20%"}  # 2 of 10 builds raised
         assert values(dom, "codes:build") == {"ValueError": "2"}
         assert values(dom, "durations:build")["lt10ms"] == "10"

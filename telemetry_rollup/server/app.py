@@ -262,7 +262,14 @@ def create_app(
         import asyncio
 
         protocol.quiet_accept_errors(asyncio.get_running_loop())
+        stop = asyncio.Event()
+        pruner = None
+        if config.retention_days is not None:
+            pruner = asyncio.create_task(_prune_periodically(store, config.retention_days, clock, stop))
         yield
+        stop.set()
+        if pruner is not None:
+            await pruner  # a prune under way finishes its day first (one short transaction)
         if close_store:
             store.close()
 
@@ -318,6 +325,28 @@ def create_app(
 
         metrics_http.install(app, metrics, config.metrics, clock)
     return app
+
+
+#: How often the server prunes raw rows past the retention (config ``[retention] days``).
+PRUNE_SECONDS = 3600.0
+
+
+async def _prune_periodically(store: SQLStore, days: int, clock: Callable[[], float], stop: Any) -> None:
+    """Delete raw rows older than ``days`` now and every :data:`PRUNE_SECONDS` until ``stop``;
+    the daily aggregates stay (``store.prune``). Several processes may do it at once: one
+    prunes, the others find nothing or step aside."""
+    import asyncio
+
+    while not stop.is_set():
+        today = datetime.fromtimestamp(clock(), timezone.utc).date()
+        try:
+            await run_in_threadpool(store.prune, days, today)
+        except StoreError as exc:
+            log.error("pruning raw rows failed, retried in an hour: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), PRUNE_SECONDS)
+        except asyncio.TimeoutError:
+            pass
 
 
 def _install_error_handlers(app: FastAPI, metrics: Metrics | None) -> None:

@@ -1,10 +1,11 @@
-"""``serve`` and ``report`` (and the dispatch to ``export``, ``export_cli.py``): argument parsing
-and process boundaries, nothing else.
+"""``serve``, ``report``, ``prune`` (and the dispatch to ``export``, ``export_cli.py``): argument
+parsing and process boundaries, nothing else.
 
 Exit codes: 0 success, 2 usage error or a missing extra, 1 runtime failure; each failure is
 ONE line on stderr. FastAPI and uvicorn are imported inside :func:`serve_main` only, so
-``report`` works with just a database driver; a missing extra (an ImportError) becomes one
-line naming the extra to install (:func:`missing_extra`). Only the report writes to stdout.
+``report`` and ``prune`` work with just a database driver; a missing extra (an ImportError)
+becomes one line naming the extra to install (:func:`missing_extra`). Only the report, and
+prune's one line, write to stdout.
 
 SIGTERM and SIGINT end a graceful shutdown and then the process, by that same signal, with
 one worker or several (uvicorn re-raises the signal itself only in a single process; its
@@ -13,7 +14,6 @@ supervisor of ``--workers N`` returns normally, so :func:`serve_main` re-raises 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
@@ -28,8 +28,12 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from telemetry_rollup.server.cli_common import DB_HELP as _DB_HELP
+from telemetry_rollup.server.cli_common import PROG, UsageError, missing_extra
+from telemetry_rollup.server.cli_common import Parser as _Parser
+from telemetry_rollup.server.cli_common import fail as _fail
 from telemetry_rollup.server.config import load_config
 from telemetry_rollup.server.report import FORMATS, FORMATTERS, build_report
 from telemetry_rollup.server.store import (
@@ -43,55 +47,6 @@ from telemetry_rollup.server.store import (
 ENV_DB = "TELEMETRY_ROLLUP_SERVER_DB"  # same names as app.ENV_*, kept here to avoid the import
 ENV_CONFIG = "TELEMETRY_ROLLUP_SERVER_CONFIG"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # metrics.MULTIPROC_ENV, likewise
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # argparse prints usage plus the error (two lines) and exits; the contract is one line.
-        raise UsageError(message)
-
-
-PROG = "python -m telemetry_rollup"
-
-#: Which extra brings which top-level module (pyproject.toml's optional dependencies).
-_EXTRAS = {
-    "psycopg": "postgres",
-    "psycopg_binary": "postgres",
-    "fastapi": "server",
-    "uvicorn": "server",
-    "starlette": "server",
-    "pydantic": "server",
-    "anyio": "server",
-    "prometheus_client": "server",
-    "opentelemetry": "otlp",
-    "google": "otlp",
-}
-
-
-def missing_extra(exc: ImportError) -> str:
-    """One line for an ImportError: the missing module and the extra that brings it."""
-    module = (exc.name or "").split(".")[0]
-    extra = _EXTRAS.get(module, "server")
-    what = f"{module} is not installed" if module else f"cannot import: {exc}"
-    return (
-        f"{what}: install the [{extra}] extra, pip install '.[{extra}]' from a checkout"
-        f" (pip install 'telemetry-rollup[{extra}]' once published)"
-    )
-
-
-def _fail(prog: str, message: str, code: int) -> int:
-    print(f"{prog}: {message}", file=sys.stderr)
-    return code
-
-
-_DB_HELP = (
-    "database URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user:pw@host/db"
-    " (default: server.db in the user data directory)"
-)
 
 
 def _serve_parser(prog: str) -> _Parser:
@@ -377,13 +332,21 @@ def report_main(argv: list[str], prog: str = f"{PROG} report") -> int:
     return 0
 
 
+#: The server's commands, as ``python -m telemetry_rollup`` and this module name them.
+COMMANDS = ("serve", "report", "prune", "export")
+
+
 def run_command(name: str, argv: list[str], prog: str = PROG) -> int:
-    """Run ``serve``, ``report`` or ``export``; a missing extra is one line (exit 2)."""
+    """Run ``serve``, ``report``, ``prune`` or ``export``; a missing extra is one line (exit 2)."""
     try:
         if name == "serve":
             return serve_main(argv, f"{prog} serve")
         if name == "report":
             return report_main(argv, f"{prog} report")
+        if name == "prune":
+            from telemetry_rollup.server.prune_cli import prune_main
+
+            return prune_main(argv, f"{prog} prune")
         from telemetry_rollup.server.export_cli import export_main
 
         return export_main(argv, f"{prog} export")
@@ -392,14 +355,14 @@ def run_command(name: str, argv: list[str], prog: str = PROG) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m telemetry_rollup.server.cli serve|report|export ...`` (standalone use)."""
+    """``python -m telemetry_rollup.server.cli serve|report|prune|export ...`` (standalone use)."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in ("serve", "report", "export"):
-        return _fail("python -m telemetry_rollup.server.cli", "usage: serve|report|export [options]", 2)
+    if not args or args[0] not in COMMANDS:
+        return _fail("python -m telemetry_rollup.server.cli", "usage: serve|report|prune|export [options]", 2)
     return run_command(args[0], args[1:], "python -m telemetry_rollup.server.cli")
 
 
-__all__ = ["main", "missing_extra", "report_main", "run_command", "serve_main"]
+__all__ = ["COMMANDS", "main", "missing_extra", "report_main", "run_command", "serve_main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,6 +19,10 @@ name, every Python). Both spell the same structure::
     counters = ["build", "lint", "cmd.*", "_*"]   # exact names or fnmatch globs; omit = all
     min_version = "1.2.0"   # reports from older (or unknown) app versions are refused
 
+    [retention]             # absent = raw rows are kept for ever
+    days = 90               # the server deletes raw rows older than this (at least 40), hourly;
+                            # the daily totals are kept (store.prune)
+
     [dashboard]             # GET /dashboard; absent = the dashboard is off (404)
     token = "long-random-string"          # Authorization: Bearer <token> (or ?token=)
     # user = "ops"; password = "..."      # and/or HTTP basic auth
@@ -42,6 +46,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from telemetry_rollup.server.store import MIN_RETENTION_DAYS
 
 #: The shortest token or password the config accepts (a long random one is what to use).
 MIN_SECRET = 8
@@ -123,6 +129,8 @@ class Config:
     dashboard: DashboardAccess | None = None
     #: Reverse proxies whose X-Forwarded-For is believed (addresses or networks).
     trusted_proxies: tuple[str, ...] = ()
+    #: Raw rows older than this many days are pruned by the server (None: kept for ever).
+    retention_days: int | None = None
     metrics: MetricsAccess | None = None
 
     def metrics_apps(self) -> tuple[str, ...]:
@@ -171,7 +179,7 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Build a :class:`Config` from decoded TOML/JSON, or raise :class:`ConfigError`."""
     _expect(data, dict, "config")
-    _check_keys(data, {"limits", "apps", "dashboard", "proxy", "metrics"}, "config")
+    _check_keys(data, {"limits", "apps", "dashboard", "proxy", "retention", "metrics"}, "config")
     limits = Limits()
     if "limits" in data:
         raw = _expect(data["limits"], dict, "limits")
@@ -216,8 +224,20 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         apps=apps,
         dashboard=dashboard,
         trusted_proxies=_parse_proxy(data.get("proxy")),
+        retention_days=_parse_retention(data["retention"]) if "retention" in data else None,
         metrics=metrics,
     )
+
+
+def _parse_retention(raw_section: object) -> int:
+    raw = _expect(raw_section, dict, "retention")
+    _check_keys(raw, {"days"}, "retention")
+    if "days" not in raw:
+        raise ConfigError("retention: give days")
+    days = int(_expect(raw["days"], int, "retention.days"))
+    if days < MIN_RETENTION_DAYS:
+        raise ConfigError(f"retention.days: at least {MIN_RETENTION_DAYS} (reports may arrive 35 days late)")
+    return days
 
 
 #: At most this many apps in ``[metrics] apps``: each is a few series more.

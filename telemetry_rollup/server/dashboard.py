@@ -16,6 +16,7 @@ number of distinct names (capped per app and day at ingest), never the number of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -23,7 +24,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from telemetry_rollup._html import Chart, chart_html, esc, page, table
-from telemetry_rollup.server.report import DIMENSIONS, DURATION_BUCKETS, base_name, name_matches, outcomes
+from telemetry_rollup.server.report import (
+    DIMENSIONS,
+    DURATION_BUCKETS,
+    base_name,
+    machine_days,
+    name_matches,
+    outcomes,
+)
 from telemetry_rollup.server.store import OTHER_APP, SQLStore
 
 DEFAULT_DAYS = 30
@@ -202,6 +210,7 @@ def load_app(store: SQLStore, app: str, query: Query, page_no: int) -> AppData:
     shaped = shape_app(app, totals, query, page_no)
     names = [n for n, _ in shaped.totals]
     daily = [(n, d, t) for _, d, n, t, _ in store.daily_counts(app, query.since, query.until, names=names)]
+    by = functools.partial(store.machines_by, app=app, since=query.since, until=query.until)
     return shape_app(
         app,
         totals,
@@ -209,7 +218,7 @@ def load_app(store: SQLStore, app: str, query: Query, page_no: int) -> AppData:
         page_no,
         daily=daily,
         machines=[(d, m) for _, d, m in store.machines_per_day(app, query.since, query.until)],
-        by={dim: [(v, m) for _, v, m in store.machines_by(dim, app, query.since, query.until)] for dim in DIMENSIONS},
+        by={dim: [(v, n) for _, v, n in machine_days(by(dim))] for dim in DIMENSIONS},
         refusals=[(r, n) for _, _, r, n in store.refusals(app, query.since, query.until)],
         deletions=[(d, n) for _, d, n in store.deletions(app, query.since, query.until)],
     )
@@ -241,7 +250,8 @@ def app_charts(data: AppData, query: Query) -> list[Chart]:
         daily = data.daily.get(name, {})
         charts.append(Chart(f"counts:{name}", f"{name}: total per day", tuple((d, daily.get(d, 0)) for d in days)))
     for dim in DIMENSIONS:
-        charts.append(Chart(f"by:{dim}", f"Machines by {_DIM_TITLES[dim]}", data.by.get(dim, ()), "hbars"))
+        title = f"Machine-days by {_DIM_TITLES[dim]} (a machine counts once a day)"
+        charts.append(Chart(f"by:{dim}", title, data.by.get(dim, ()), "hbars"))
     ops = data.operations
     charts.append(
         Chart(

@@ -1,12 +1,13 @@
 """``export``: which stored daily totals go to an OTLP endpoint, and the marks that send each once.
 
-The unit is one app's day: its counters' totals as the report reads them
-(:meth:`~telemetry_rollup.server.store.SQLStore.daily_counts`), sent in one request and marked in
-the server database right after the endpoint answered 2xx, so a later run never sends it to that
-endpoint again. A day is sent only once it is closed, :data:`CLOSED_AFTER_DAYS` days old by
-default: the server refuses reports for older days (``models.MAX_DAYS_OLD``), so the totals sent
-are final and equal the report's; ``settle`` sends days sooner, and reports that reach the server
-after their day was sent are then counted (:func:`late`) but never sent.
+The unit is one app's day: its counters' totals per app version
+(:meth:`~telemetry_rollup.server.store.SQLStore.daily_totals`, which sum to the report's totals),
+sent in one request and marked in the server database right after the endpoint answered 2xx, so a
+later run never sends it to that endpoint again. A day is sent only once it is closed,
+:data:`CLOSED_AFTER_DAYS` days old by default: the server refuses reports for older days
+(``models.MAX_DAYS_OLD``), so the totals sent are final and equal the report's; ``settle`` sends
+days sooner, and reports that reach the server after their day was sent are then counted
+(:func:`late`) but never sent.
 
 Two exports to one endpoint at once would both send: a run claims the endpoint first (a row with
 an expiry, renewed after every request), and a second run gives up with one line.
@@ -47,17 +48,33 @@ class ExportBusy(StoreError):
     """Another export holds the endpoint."""
 
 
+#: A ``daily_totals`` row: app, day, app version (None when unknown), counter name, total.
+VersionRow = tuple[str, str, "str | None", str, int]
+
+
 @dataclass(frozen=True)
 class AppDay:
-    """One request: an app's counters on one UTC day, each with its total."""
+    """One request: an app's counters on one UTC day, each with its total per app version."""
 
     app: str
     day: str
-    totals: tuple[tuple[str, int], ...]  # (counter name, total), sorted by name
+    #: (app version or None, counter name, total), unknown version first, then by version and name
+    totals: tuple[tuple[str | None, str, int], ...]
 
     @property
     def total(self) -> int:
-        return sum(n for _, n in self.totals)
+        return sum(n for _, _, n in self.totals)
+
+    def versions(self) -> list[tuple[str | None, list[tuple[str, int]]]]:
+        """(app version, its (counter, total)s) in the order of :attr:`totals`."""
+        out: dict[str | None, list[tuple[str, int]]] = {}
+        for version, name, total in self.totals:
+            out.setdefault(version, []).append((name, total))
+        return list(out.items())
+
+
+def _order(row: tuple[str | None, str, int]) -> tuple[bool, str, str]:
+    return (row[0] is not None, row[0] or "", row[1])
 
 
 def endpoint_key(url: str) -> str:
@@ -83,23 +100,21 @@ def last_closed_day(today: date, settle: int) -> str:
     return (today - timedelta(days=settle)).isoformat()
 
 
-def due(rows: Iterable[tuple[str, str, str, int, int]], exported: set[tuple[str, str]]) -> list[AppDay]:
-    """``daily_counts`` rows (app, day, name, total, machines) -> the (app, day)s not yet sent, by
-    day then app: oldest first, so a backend that turns deltas into a running total sees each
-    stream in order. Pure."""
-    per: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for app, day, name, total, _ in rows:
+def due(rows: Iterable[VersionRow], exported: set[tuple[str, str]]) -> list[AppDay]:
+    """``daily_totals`` rows (app, day, app version, name, total) -> the (app, day)s not yet
+    sent, by day then app: oldest first, so a backend that turns deltas into a running total
+    sees each stream in order. Pure."""
+    per: dict[tuple[str, str], list[tuple[str | None, str, int]]] = {}
+    for app, day, version, name, total in rows:
         if (app, day) not in exported:
-            per.setdefault((day, app), []).append((name, int(total)))
-    return [AppDay(app, day, tuple(sorted(totals))) for (day, app), totals in sorted(per.items())]
+            per.setdefault((day, app), []).append((version, name, int(total)))
+    return [AppDay(app, day, tuple(sorted(totals, key=_order))) for (day, app), totals in sorted(per.items())]
 
 
-def late(
-    rows: Iterable[tuple[str, str, str, int, int]], sent: dict[tuple[str, str], int]
-) -> dict[tuple[str, str], int]:
+def late(rows: Iterable[VersionRow], sent: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
     """(app, day) -> counts stored after that day was sent (current total minus the total sent). Pure."""
     now: dict[tuple[str, str], int] = {}
-    for app, day, _, total, _ in rows:
+    for app, day, _, _, total in rows:
         if (app, day) in sent:
             now[(app, day)] = now.get((app, day), 0) + int(total)
     return {key: n - sent[key] for key, n in sorted(now.items()) if n > sent[key]}
@@ -176,9 +191,9 @@ def plan(
     """What to send (days ``since``..``until`` not yet sent) and what arrived late (in the days
     from ``late_since`` on, which the server may still be receiving)."""
     exported = marks.exported(app, min(since, late_since), until)
-    rows = store.daily_counts(app, since, until)
+    rows = store.daily_totals(app, since, until)
     todo = due(rows, set(exported))
-    recent = store.daily_counts(app, late_since, until) if late_since <= until else []
+    recent = store.daily_totals(app, late_since, until) if late_since <= until else []
     arrived_late = late(recent, {k: v for k, v in exported.items() if k[1] >= late_since})
     return todo, arrived_late
 
@@ -199,6 +214,7 @@ __all__ = [
     "AppDay",
     "ExportBusy",
     "Marks",
+    "VersionRow",
     "day_window",
     "due",
     "endpoint_key",

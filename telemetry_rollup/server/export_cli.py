@@ -13,7 +13,10 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
-from telemetry_rollup.server.cli import _DB_HELP, UsageError, _fail, _Parser, missing_extra
+from telemetry_rollup.server.cli_common import DB_HELP as _DB_HELP
+from telemetry_rollup.server.cli_common import Parser as _Parser
+from telemetry_rollup.server.cli_common import UsageError, missing_extra
+from telemetry_rollup.server.cli_common import fail as _fail
 from telemetry_rollup.server.export import (
     CLOSED_AFTER_DAYS,
     AppDay,

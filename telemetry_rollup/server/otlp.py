@@ -1,11 +1,14 @@
 """One app's day as OpenTelemetry metrics, sent by the official OTLP/HTTP exporter (extra
 ``telemetry-rollup[otlp]``; the one module that imports OpenTelemetry).
 
-The request holds one resource (``service.name`` = the app), one scope (``telemetry_rollup``,
-with this package's version) and one metric, ``telemetry_rollup.count``: a monotonic sum with
-delta temporality, one point per counter (attribute ``counter`` = its name) whose value is the
-day's total, from the day's start to its end (UTC). Built as the SDK's data classes directly: a
-MeterProvider would stamp its own clock's times, and these points must carry the day's.
+The request holds one resource per app version that reported that day (``service.name`` = the
+app, ``service.version`` = the app's version; without ``service.version`` for reports that gave
+none), each with one scope (``telemetry_rollup``, with this package's version) and one metric,
+``telemetry_rollup.count``: a monotonic sum with delta temporality, one point per counter
+(attribute ``counter`` = its name) whose value is the day's total for that version, from the
+day's start to its end (UTC). Summed over the versions, the points are the report's totals.
+Built as the SDK's data classes directly: a MeterProvider would stamp its own clock's times, and
+these points must carry the day's.
 
 Sending the same day again sends the very same points (same stream, same start and end, same
 value): see docs/server.md for what backends do with them.
@@ -68,23 +71,28 @@ def _session() -> requests.Session:
 
 
 def metrics_data(item: AppDay) -> MetricsData:
-    """The OTLP data of one app's day. Pure."""
+    """The OTLP data of one app's day: one resource per app version. Pure."""
     start, end = day_window(item.day)
-    points = [
-        NumberDataPoint(attributes={"counter": name}, start_time_unix_nano=start, time_unix_nano=end, value=total)
-        for name, total in item.totals
-    ]
-    metric = Metric(
-        name=METRIC,
-        description="Daily total of a telemetry_rollup counter (one point per counter and UTC day)",
-        unit="{count}",
-        data=Sum(data_points=points, aggregation_temporality=AggregationTemporality.DELTA, is_monotonic=True),
-    )
-    scope = ScopeMetrics(scope=InstrumentationScope(SCOPE, __version__), metrics=[metric], schema_url="")
-    # Resource(...) rather than Resource.create(): exactly these attributes, nothing from the
-    # environment (OTEL_RESOURCE_ATTRIBUTES) or the SDK.
-    resource = Resource({"service.name": item.app})
-    return MetricsData(resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[scope], schema_url="")])
+    resources = []
+    for version, totals in item.versions():
+        points = [
+            NumberDataPoint(attributes={"counter": name}, start_time_unix_nano=start, time_unix_nano=end, value=total)
+            for name, total in totals
+        ]
+        metric = Metric(
+            name=METRIC,
+            description="Daily total of a telemetry_rollup counter (one point per counter, app version and UTC day)",
+            unit="{count}",
+            data=Sum(data_points=points, aggregation_temporality=AggregationTemporality.DELTA, is_monotonic=True),
+        )
+        scope = ScopeMetrics(scope=InstrumentationScope(SCOPE, __version__), metrics=[metric], schema_url="")
+        # Resource(...) rather than Resource.create(): exactly these attributes, nothing from the
+        # environment (OTEL_RESOURCE_ATTRIBUTES) or the SDK.
+        attributes = {"service.name": item.app}
+        if version is not None:
+            attributes["service.version"] = version
+        resources.append(ResourceMetrics(resource=Resource(attributes), scope_metrics=[scope], schema_url=""))
+    return MetricsData(resource_metrics=resources)
 
 
 class _Collect(logging.Handler):

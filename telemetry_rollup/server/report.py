@@ -11,7 +11,8 @@ import csv
 import fnmatch
 import io
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -31,7 +32,7 @@ class Report:
     until: str
     app: str | None
     counts: list[dict[str, Any]]  # app, day, name, total, machines
-    machines: dict[str, list[dict[str, Any]]]  # dimension -> app, value, machines
+    machines: dict[str, list[dict[str, Any]]]  # dimension -> app, day, value, machines (distinct that day)
     refusals: list[dict[str, Any]]  # app, day, reason, n
     deletions: list[dict[str, Any]]  # app, day, n
     outcomes: list[dict[str, Any]]  # app, name, calls, ok, errors, error_rate, top_codes, durations
@@ -138,7 +139,9 @@ def build_report(
         if name_matches(name, n)
     ]
     machines = {
-        dim: [{"app": a, "value": v, "machines": m} for a, v, m in store.machines_by(dim, app, since, until)]
+        dim: [
+            {"app": a, "day": d, "value": v, "machines": m} for a, d, v, m in store.machines_by(dim, app, since, until)
+        ]
         for dim in DIMENSIONS
     }
     refusals = [
@@ -146,6 +149,15 @@ def build_report(
     ]
     deletions = [{"app": a, "day": d, "n": n} for a, d, n in store.deletions(app, since, until)]
     return Report(since, until, app, counts, machines, refusals, deletions, outcomes(counts), name)
+
+
+def machine_days(rows: Iterable[tuple[str, str, str, int]]) -> list[tuple[str, str, int]]:
+    """(app, value, machine-days) from per-day rows (app, day, value, machines), largest first per
+    app: a machine counts once for each day it reported with that value. Pure."""
+    sums: dict[tuple[str, str], int] = {}
+    for app, _, value, machines in rows:
+        sums[(app, value)] = sums.get((app, value), 0) + int(machines)
+    return sorted(((a, v, n) for (a, v), n in sums.items()), key=lambda t: (t[0], -t[2], t[1]))
 
 
 def bar(value: int, largest: int, width: int = BAR_WIDTH) -> str:
@@ -187,12 +199,9 @@ def format_table(report: Report) -> str:
         3,
     )
     for dim in DIMENSIONS:
-        out += ["", f"Machines per {dim.replace('_', ' ')}"]
-        out += _table(
-            ["app", dim, "machines"],
-            [[r["app"], r["value"], r["machines"]] for r in report.machines[dim]],
-            2,
-        )
+        out += ["", f"Machine-days per {dim.replace('_', ' ')} (a machine counts once per day it reported)"]
+        days = machine_days((r["app"], r["day"], r["value"], r["machines"]) for r in report.machines[dim])
+        out += _table(["app", dim, "machine-days"], [list(r) for r in days], 2)
     out += ["", "Counters refused, by reason"]
     out += _table(
         ["app", "day", "reason", "refused"],
@@ -220,7 +229,9 @@ def format_table(report: Report) -> str:
 
 
 def format_json(report: Report) -> str:
-    return json.dumps(asdict(report), indent=2, sort_keys=True) + "\n"
+    # The fields are plain lists and dicts already: asdict()'s deep copy of them was half the
+    # report's CPU time at a million machines (tens of thousands of rows over 30 days).
+    return json.dumps({f.name: getattr(report, f.name) for f in fields(report)}, indent=2, sort_keys=True) + "\n"
 
 
 CSV_COLUMNS = ("section", "app", "day", "key", "value", "machines")
@@ -235,7 +246,7 @@ def format_csv(report: Report) -> str:
         writer.writerow(["counts", r["app"], r["day"], r["name"], r["total"], r["machines"]])
     for dim in DIMENSIONS:
         for r in report.machines[dim]:
-            writer.writerow([dim, r["app"], "", r["value"], r["machines"], r["machines"]])
+            writer.writerow([dim, r["app"], r["day"], r["value"], r["machines"], r["machines"]])
     for r in report.refusals:
         writer.writerow(["refusals", r["app"], r["day"], r["reason"], r["n"], ""])
     for r in report.deletions:

@@ -38,6 +38,11 @@ class Point:
         return dict(self.resource)["service.name"]
 
     @property
+    def version(self) -> str | None:
+        """The app version (``service.version``), None when the reports gave none."""
+        return dict(self.resource).get("service.version")
+
+    @property
     def counter(self) -> str:
         return dict(self.attributes)["counter"]
 

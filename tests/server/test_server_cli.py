@@ -201,7 +201,7 @@ def test_report_opens_the_database_read_only_and_migrates_nothing(tmp_path: Path
     import shutil
     import sqlite3
 
-    from telemetry_rollup.server.store import MIGRATIONS, SCHEMA_VERSION
+    from telemetry_rollup.server.schema import MIGRATIONS, SCHEMA_VERSION
 
     if shutil.which("unshare") is None or shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("needs root, unshare and mount for a read-only bind mount")

@@ -66,19 +66,29 @@ def report_totals(server: Server, app: str) -> dict[tuple[str, str, str], int]:
     return {(r["app"], r["day"], r["name"]): r["total"] for r in json.loads(out.stdout)["counts"]}
 
 
-def received(points: list[Point]) -> dict[tuple[str, str, str], int]:
-    """(app, day, counter) -> value, checking each point is sent once and is a day's delta."""
-    out: dict[tuple[str, str, str], int] = {}
+def received_per_version(points: list[Point]) -> dict[tuple[str, str | None, str, str], int]:
+    """(app, app version, day, counter) -> value, checking each point is sent once and is a day's
+    delta, and that its resource is exactly the app and its version."""
+    out: dict[tuple[str, str | None, str, str], int] = {}
     for p in points:
         start = datetime.fromtimestamp(p.start / 1e9, timezone.utc)
         assert (start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0)
         assert p.end - p.start == NS_PER_DAY
         assert p.delta and p.monotonic
         assert p.metric == "telemetry_rollup.count" and p.scope == "telemetry_rollup" and p.scope_version
-        assert p.resource == (("service.name", p.app),)
-        key = (p.app, start.date().isoformat(), p.counter)
+        version = (("service.version", p.version),) if p.version is not None else ()
+        assert p.resource == (("service.name", p.app), *version)
+        key = (p.app, p.version, start.date().isoformat(), p.counter)
         assert key not in out, f"{key} sent twice"
         out[key] = p.value
+    return out
+
+
+def received(points: list[Point]) -> dict[tuple[str, str, str], int]:
+    """(app, day, counter) -> value summed over the app versions (the report's totals)."""
+    out: dict[tuple[str, str, str], int] = {}
+    for (app, _, d, counter), value in received_per_version(points).items():
+        out[(app, d, counter)] = out.get((app, d, counter), 0) + value
     return out
 
 
@@ -105,17 +115,19 @@ def test_day_window_and_endpoint_key() -> None:
 
 
 def test_due_and_late() -> None:
-    rows = [
-        ("b", "2026-01-02", "x", 1, 1),
-        ("a", "2026-01-02", "y", 2, 1),
-        ("a", "2026-01-02", "x", 3, 1),
-        ("a", "2026-01-01", "x", 4, 1),
+    rows: list[tuple[str, str, str | None, str, int]] = [
+        ("b", "2026-01-02", "1.0", "x", 1),
+        ("a", "2026-01-02", "2.0", "y", 2),
+        ("a", "2026-01-02", "1.0", "x", 3),
+        ("a", "2026-01-02", None, "x", 5),
+        ("a", "2026-01-01", "1.0", "x", 4),
     ]
     assert due(rows, {("a", "2026-01-01")}) == [
-        AppDay("a", "2026-01-02", (("x", 3), ("y", 2))),
-        AppDay("b", "2026-01-02", (("x", 1),)),
+        AppDay("a", "2026-01-02", ((None, "x", 5), ("1.0", "x", 3), ("2.0", "y", 2))),
+        AppDay("b", "2026-01-02", (("1.0", "x", 1),)),
     ]
-    assert late(rows, {("a", "2026-01-02"): 4, ("a", "2026-01-01"): 4}) == {("a", "2026-01-02"): 1}
+    assert due(rows, set())[1].versions() == [(None, [("x", 5)]), ("1.0", [("x", 3)]), ("2.0", [("y", 2)])]
+    assert late(rows, {("a", "2026-01-02"): 9, ("a", "2026-01-01"): 4}) == {("a", "2026-01-02"): 1}
 
 
 # -- real processes ---------------------------------------------------------------------------
@@ -172,6 +184,64 @@ def test_each_app_day_is_sent_once_with_the_reports_totals(tmp_path: Path, recei
             other.close()
     finally:
         server.stop()
+
+
+def test_each_app_version_is_a_resource_with_its_own_totals(
+    db_url: str, app_name: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Machines on three app versions (and one that gave none) report the same counters on the
+    same days: each day is one request with one resource per version (service.name and
+    service.version), each point that version's total; summed over the versions they are the
+    report's totals. A second export, and an export killed before its mark, send the same points."""
+    server = Server(db_url, tmp_path, config=OPEN)
+    sent: Counter[tuple[str | None, str, str]] = Counter()
+
+    def post_version(version: str | None, days: dict[str, dict[str, int]]) -> None:
+        reports = [{"id": new_id(), "day": d, "counts": counts} for d, counts in days.items()]
+        body = rollup2(app_name, new_key(), reports=reports, app_version=version)
+        assert server.post(body).json()["stored"] == len(reports)
+        for d, counts in days.items():
+            sent.update({(version, d, name): n for name, n in counts.items()})
+
+    try:
+        post_version("1.0", {day(-3): {"build": 5, "lint": 1}, day(-2): {"build": 7}})
+        post_version("1.0", {day(-3): {"build": 2}})
+        post_version("1.1", {day(-3): {"build": 11}, day(-2): {"build": 13, "deploy": 1}})
+        post_version("2.0", {day(-2): {"lint": 4}})
+        post_version(None, {day(-2): {"build": 100}})
+        expected = report_totals(server, app_name)
+    finally:
+        server.stop()
+    result = export(db_url, receiver.url, "--app", app_name, "--settle", "1")
+    assert result.returncode == 0, result.stderr
+    points = receiver.points()
+    per_version = received_per_version(points)
+    assert per_version == {(app_name, v, d, name): n for (v, d, name), n in sent.items()}
+    assert received(points) == expected
+    assert [points_app_day(r) for r in receiver.requests] == [(app_name, day(-3)), (app_name, day(-2))]
+    # One resource per version in each request, the unknown version's without service.version.
+    from otlp_receiver import points_of
+
+    resources = [[rm.resource for rm in r.resource_metrics] for r in receiver.requests]
+    versions = [[dict((kv.key, kv.value.string_value) for kv in res.attributes) for res in rs] for rs in resources]
+    assert versions == [
+        [{"service.name": app_name, "service.version": "1.0"}, {"service.name": app_name, "service.version": "1.1"}],
+        [
+            {"service.name": app_name},
+            {"service.name": app_name, "service.version": "1.0"},
+            {"service.name": app_name, "service.version": "1.1"},
+            {"service.name": app_name, "service.version": "2.0"},
+        ],
+    ]
+    assert sum(len(points_of(r)) for r in receiver.requests) == len(points)
+    # Re-exporting to a fresh endpoint's marks sends the very same points (idempotent content).
+    other = Receiver()
+    try:
+        assert export(db_url, other.url + "/v1/metrics", "--app", app_name, "--settle", "1").returncode == 0
+        assert other.points() == points
+    finally:
+        other.close()
+    assert export(db_url, receiver.url, "--app", app_name, "--settle", "1").stdout.startswith("nothing new")
 
 
 def points_app_day(request: Any) -> tuple[str, str]:
@@ -370,7 +440,7 @@ def test_without_the_otlp_extra_the_line_names_it(tmp_path: Path) -> None:
 
 def test_the_exporter_environment_reaches_the_endpoint(tmp_path: Path, receiver: Receiver) -> None:
     """OTEL_EXPORTER_OTLP_HEADERS (an API key) is the exporter's, and no resource attribute
-    comes from OTEL_RESOURCE_ATTRIBUTES: the resource is exactly the app."""
+    comes from OTEL_RESOURCE_ATTRIBUTES: the resource is exactly the app and its version."""
     db = f"sqlite:///{tmp_path / 'h.db'}"
     server = Server(db, tmp_path, config=OPEN)
     try:
@@ -392,5 +462,5 @@ def test_the_exporter_environment_reaches_the_endpoint(tmp_path: Path, receiver:
     )
     assert result.returncode == 0, result.stderr
     (point,) = receiver.points()
-    assert point.resource == (("service.name", "acme"),)
+    assert point.resource == (("service.name", "acme"), ("service.version", "1.4.0"))
     assert receiver.headers[0]["authorization"] == "Bearer backend-key"

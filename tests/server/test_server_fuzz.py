@@ -33,15 +33,15 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-def stored_rows(server: Server) -> tuple[int, int]:
+def stored_rows(server: Server) -> tuple[int, int, int]:
     path = server.db_url[len("sqlite:///") :]
     conn = sqlite3.connect(path)
     try:
         reports = conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
-        counts = conn.execute("SELECT COUNT(*) FROM counts").fetchone()[0]
+        names, total = conn.execute("SELECT COUNT(*), COALESCE(SUM(total), 0) FROM daily").fetchone()
     finally:
         conn.close()
-    return int(reports), int(counts)
+    return int(reports), int(names), int(total)
 
 
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,12}|_[A-Za-z0-9_.:-]{1,12}", fullmatch=True)

@@ -22,8 +22,8 @@ from urllib.parse import quote
 import pytest
 from server_helpers import day, new_id
 
+from telemetry_rollup.server.schema import MIGRATIONS
 from telemetry_rollup.server.store import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     Environment,
     Ingest,
@@ -163,3 +163,62 @@ def test_report_reads_without_migrating(v1_url: tuple[str, V1]) -> None:
     ok = run_cli("report", "--db", url, "--format", "json")
     assert ok.returncode == 0, ok.stderr
     assert [r["total"] for r in json.loads(ok.stdout)["counts"]] == [3]
+
+
+def test_version_3_rows_fill_the_machines_days_and_the_daily_figures(
+    v1_url: tuple[str, V1], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 3 (one row per report and counter) with a fleet's reports, some
+    days sent in several reports, an upgrade mid-day, unknown versions, reports without counts:
+    after the migration the daily figures equal a recomputation from what was stored, and the
+    store goes on from there (a resend is a duplicate, a new report of a stored day counts its
+    machine once)."""
+    from oracle import figures, raw_figures, store_figures, workload
+
+    from telemetry_rollup.server import schema
+    from telemetry_rollup.server.db_sqlite import DIALECT as SQLITE
+    from telemetry_rollup.server.schema import statement
+
+    url, v1 = v1_url
+    dialect = SQLITE
+    if url.startswith("postgresql"):
+        from telemetry_rollup.server.db_pg import DIALECT as dialect
+    for version in (1, 2, 3):
+        for step in MIGRATIONS[version]:
+            assert isinstance(step, str)
+            v1.execute(statement(step, dialect))
+    v1.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    v1.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '3')")
+    apps = {"acme": workload(31, "acme", machines=30, days=6), "other": workload(32, "other", machines=5, days=3)}
+    for app, (batches, _) in apps.items():
+        for b in batches:
+            assert b.env is not None
+            e = b.env
+            for r in b.reports:
+                rid = v1.execute(
+                    "INSERT INTO reports (app, machine_id, id, day, app_version, lib_version, os, arch, python, ci)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rid",
+                    (app, b.machine_id, r.id, r.day, e.app_version, e.lib_version, e.os, e.arch, e.python, int(e.ci)),
+                ).fetchall()[0][0]
+                for name, value in r.counts.items():
+                    v1.execute("INSERT INTO counts (rid, name, value) VALUES (?, ?, ?)", (rid, name, value))
+    monkeypatch.setattr(schema, "V4_PAGE", 7)  # pages of 7 machines: 35 machines are 5 pages and a bit
+    store = open_store(url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        for app, (_, sent) in apps.items():
+            assert store_figures(store, app) == figures(app, sent)
+            assert raw_figures(store, app) == figures(app, sent)
+        batches, sent = apps["acme"]
+        again = store.ingest(batches[0], time.time())
+        assert (again.stored, again.duplicates) == (0, len(batches[0].reports))
+        late = batches[0].reports[0]
+        more = ReportRows(new_id(), late.day, {"late": 1})
+        store.ingest(Ingest("acme", batches[0].machine_id, batches[0].env, [more]), time.time())
+        assert batches[0].env is not None
+        from oracle import Sent
+
+        expected = figures("acme", [*sent, Sent(batches[0].machine_id, late.day, more.counts, batches[0].env)])
+        assert store_figures(store, "acme") == expected
+    finally:
+        store.close()

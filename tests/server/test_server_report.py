@@ -18,9 +18,12 @@ REPORT = Report(
         {"app": "acme", "day": "2026-11-21", "name": "lint", "total": 1, "machines": 1},
     ],
     machines={
-        "app_version": [{"app": "acme", "value": "1.4.0", "machines": 3}],
+        "app_version": [{"app": "acme", "day": "2026-11-21", "value": "1.4.0", "machines": 3}],
         "os": [],
-        "python": [{"app": "acme", "value": "3.11", "machines": 4}],
+        "python": [
+            {"app": "acme", "day": "2026-11-20", "value": "3.11", "machines": 4},
+            {"app": "acme", "day": "2026-11-21", "value": "3.11", "machines": 2},
+        ],
     },
     refusals=[{"app": "acme", "day": "2026-11-21", "reason": "counter_not_allowed", "n": 2}],
     deletions=[],
@@ -44,6 +47,8 @@ def test_table() -> None:
     assert rows[0].endswith("█" * 20) and rows[1].endswith("█" * 10)
     assert "  (none)" in text  # the empty OS and deletions sections
     assert "counter_not_allowed" in text
+    # Machines per value are distinct per day; over several days the table sums machine-days.
+    assert [line.split() for line in lines if line.startswith("  acme  3.11")] == [["acme", "3.11", "6", "█" * 20]]
 
 
 def test_json_and_csv() -> None:
@@ -54,4 +59,5 @@ def test_json_and_csv() -> None:
     assert rows[0] == ["section", "app", "day", "key", "value", "machines"]
     assert ["counts", "acme", "2026-11-21", "lint", "1", "1"] in rows
     assert ["refusals", "acme", "2026-11-21", "counter_not_allowed", "2", ""] in rows
-    assert len(rows) == 1 + 3 + 2 + 1
+    assert ["python", "acme", "2026-11-20", "3.11", "4", "4"] in rows
+    assert len(rows) == 1 + 3 + 3 + 1

@@ -117,7 +117,7 @@ def test_forget(store: SQLStore, app_name: str) -> None:
     assert store.deletions(app_name, SINCE) == [(app_name, day(0), 1)]
     assert gone not in {m for _, m, _ in store.report_ids(app_name)}  # no row names the machine
     assert store.seen_tags(app_name) == [seen_tag(gone, old.id)]  # a one-way tag is all that is left
-    assert [v for _, v, _ in store.machines_by("os", app_name, SINCE)] == ["linux"]
+    assert [v for _, _, v, _ in store.machines_by("os", app_name, SINCE)] == ["linux"]
     with pytest.raises(MachineForgotten):
         store.ingest(batch(app_name, gone, ReportRows(new_id(), day(-1), {"x": 1})), now + 60)
     # After 30 days the machine may report again.
