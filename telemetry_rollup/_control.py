@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import logging
 import os
 import time
 from collections.abc import Mapping
@@ -28,10 +27,9 @@ from . import _transport
 from ._codec import encode_forget
 from ._consent import MODES, Decision, env_decision, resolve
 from ._endpoint import shown
+from ._log import log  # not logging: the detached sender (flush --if-due) pays ~10 ms for it
 from ._names import env_prefix_for
 from ._store import AppStore, LockTimeout
-
-log = logging.getLogger("telemetry_rollup")
 
 #: A deletion request not acknowledged within this many seconds is given up.
 FORGET_MAX_AGE = 30 * 86400.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,15 @@ def _seed_cli_homes(ep: Endpoints) -> tuple[Path, Path]:
     )
     reap_senders(f"HOME={idle}", 10)
     assert (idle / APP_UNDER_HOME / "notice").exists() and (idle / APP_UNDER_HOME / "config.json").exists()
+    # The first run's counts were made before the notice was seen: they stay on the machine
+    # (local-only lines), and nothing is sent before the notice's UTC day is over. So, as on a
+    # machine where the tool ran the day before: the notice was shown yesterday, and a second
+    # run writes counts that may be sent.
+    (idle / APP_UNDER_HOME / "notice").write_text(str(int(time.time()) - 86400))
+    subprocess.run(
+        [PY, "-c", OURS_CLI, ep.url("healthy", "/v1/rollups")], env=env, check=True, timeout=60, capture_output=True
+    )
+    reap_senders(f"HOME={idle}", 10)
     due = copy_home(idle, "cli-due")
     buf = due / APP_UNDER_HOME / "buffer.jsonl"
     today = _dt.datetime.now(_dt.timezone.utc).date()
@@ -271,7 +281,9 @@ def rows_cli(cli: dict[str, Any], quick: bool) -> list[Row]:
         Row.judged(
             "hook",
             hook["cpu"] <= T_HOOK_CPU_MS and hook["started"] == hook["rounds"],
-            f"by {hook['cpu'] - T_HOOK_CPU_MS:.2f} ms",
+            f"by {hook['cpu'] - T_HOOK_CPU_MS:.2f} ms"
+            if hook["cpu"] > T_HOOK_CPU_MS
+            else f"(a sender started in {hook['started']} of {hook['rounds']} runs)",
             "exit hook CPU time, reports due (it starts the detached sender)",
             f"{hook['cpu']:.2f} ms (p90 {hook['cpu_p90']:.2f} ms); wall {hook['wall']:.2f} ms; a sender started in "
             f"{hook['started']} of {hook['rounds']} runs",
