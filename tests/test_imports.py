@@ -4,8 +4,9 @@ imports it; and no module is over ~400 lines. The server has its own (tests/serv
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+import import_graph
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "telemetry_rollup"
 PACKAGE = "telemetry_rollup"
@@ -14,41 +15,8 @@ PACKAGE = "telemetry_rollup"
 TOP = {"cli", "__main__", "_demo"}
 
 
-def _runs(tree: ast.Module) -> list[ast.AST]:
-    """Every node that can run: the body of ``if TYPE_CHECKING:`` is left out."""
-    out: list[ast.AST] = []
-    stack: list[ast.AST] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            stack.extend(node.orelse)
-            continue
-        out.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return out
-
-
 def imports() -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = {}
-    for path in PACKAGE_DIR.glob("*.py"):
-        found: set[str] = set()
-        for node in _runs(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                mod = node.module or ""
-                if node.level == 1 and not mod:  # from . import x
-                    found.update(alias.name for alias in node.names)
-                elif node.level == 1:  # from .x import y
-                    found.add(mod.split(".")[0])
-                elif mod == PACKAGE:
-                    found.update(alias.name for alias in node.names)
-                elif mod.startswith(PACKAGE + "."):
-                    found.add(mod[len(PACKAGE) + 1 :].split(".")[0])
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name.startswith(PACKAGE + "."):
-                        found.add(alias.name[len(PACKAGE) + 1 :].split(".")[0])
-        graph[path.stem] = {m for m in found if (PACKAGE_DIR / f"{m}.py").exists()} - {path.stem}
-    return graph
+    return import_graph.imports(PACKAGE_DIR, PACKAGE)
 
 
 def test_the_graph_is_read() -> None:
@@ -58,21 +26,7 @@ def test_the_graph_is_read() -> None:
 
 
 def test_no_import_cycle() -> None:
-    graph = imports()
-    state: dict[str, int] = {}
-
-    def visit(module: str, trail: list[str]) -> None:
-        if state.get(module) == 1:
-            raise AssertionError("import cycle: " + " -> ".join([*trail, module]))
-        if state.get(module) == 2:
-            return
-        state[module] = 1
-        for dep in sorted(graph.get(module, ())):
-            visit(dep, [*trail, module])
-        state[module] = 2
-
-    for module in sorted(graph):
-        visit(module, [])
+    import_graph.assert_no_cycle(imports())
 
 
 def test_nothing_below_the_command_line_imports_it() -> None:

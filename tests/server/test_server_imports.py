@@ -3,8 +3,9 @@ storage layers below the store, and no module over ~400 lines (issue 17)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+import import_graph
 
 SERVER = Path(__file__).resolve().parents[2] / "telemetry_rollup" / "server"
 PACKAGE = "telemetry_rollup.server"
@@ -21,39 +22,11 @@ LAYERS = [
 
 
 def imports() -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = {}
-    for path in SERVER.glob("*.py"):
-        found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module == PACKAGE:
-                    found.update(alias.name for alias in node.names)
-                elif node.module.startswith(PACKAGE + "."):
-                    found.add(node.module[len(PACKAGE) + 1 :].split(".")[0])
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name.startswith(PACKAGE + "."):
-                        found.add(alias.name[len(PACKAGE) + 1 :].split(".")[0])
-        graph[path.stem] = found - {path.stem}
-    return graph
+    return import_graph.imports(SERVER, PACKAGE)
 
 
 def test_no_import_cycle() -> None:
-    graph = imports()
-    state: dict[str, int] = {}
-
-    def visit(module: str, trail: list[str]) -> None:
-        if state.get(module) == 1:
-            raise AssertionError("import cycle: " + " -> ".join([*trail, module]))
-        if state.get(module) == 2:
-            return
-        state[module] = 1
-        for dep in sorted(graph.get(module, ())):
-            visit(dep, [*trail, module])
-        state[module] = 2
-
-    for module in sorted(graph):
-        visit(module, [])
+    import_graph.assert_no_cycle(imports())
 
 
 def test_storage_layers_import_downwards_only() -> None:
