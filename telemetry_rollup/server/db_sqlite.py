@@ -100,40 +100,35 @@ class SQLiteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[Executor]:
-        with self._write_lock, self._writers.connection() as conn:
-            try:
-                # IMMEDIATE takes the write lock up front, so a reader-turned-writer never
-                # fails with SQLITE_BUSY halfway through (busy_timeout covers the wait).
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"SQLite: {exc}") from None
-            try:
-                yield _Executor(conn)
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"SQLite: {exc}") from None
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        # IMMEDIATE takes the write lock up front, so a reader-turned-writer never fails with
+        # SQLITE_BUSY halfway through (busy_timeout covers the wait).
+        with self._write_lock, self._writers.connection() as conn, _in_transaction(conn, "BEGIN IMMEDIATE") as ex:
+            yield ex
 
     @contextmanager
     def reading(self) -> Iterator[Executor]:
-        with self._readers.connection() as conn:
-            try:
-                conn.execute("BEGIN")  # deferred: one snapshot from the first SELECT to COMMIT
-            except sqlite3.Error as exc:
-                raise StoreError(f"SQLite: {exc}") from None
-            try:
-                yield _Executor(conn)
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"SQLite: {exc}") from None
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        # deferred: one snapshot from the first SELECT to COMMIT
+        with self._readers.connection() as conn, _in_transaction(conn, "BEGIN") as ex:
+            yield ex
 
     def close(self) -> None:
         self._writers.close()
         self._readers.close()
+
+
+@contextmanager
+def _in_transaction(conn: sqlite3.Connection, begin: str) -> Iterator[Executor]:
+    """``begin`` ... COMMIT, or ROLLBACK on any exception; SQLite's errors as StoreError."""
+    try:
+        conn.execute(begin)
+    except sqlite3.Error as exc:
+        raise StoreError(f"SQLite: {exc}") from None
+    try:
+        yield _Executor(conn)
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK")
+        raise StoreError(f"SQLite: {exc}") from None
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
