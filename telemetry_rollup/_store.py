@@ -169,16 +169,15 @@ class AppStore:
         elsewhere (Windows) filelock. ``fast`` is kept for callers; both paths are the same lock.
         Raises LockTimeout, or OSError when the lock cannot be taken at all (ELOOP, ENOLCK, ENOSYS)."""
         self.ensure()
-        if _fs.have_flock():
-            fd = _fs.flock_with_timeout(self.buffer_lock, timeout)
-            if fd is None:
-                raise LockTimeout(self.buffer_lock)
-            return _Held(lambda: _fs.unlock(fd))
-        return _filelock(self.buffer_lock, timeout)
+        return _lock(self.buffer_lock, timeout)
 
     def lock_sender(self, timeout: float) -> _Held:
+        """Hold the sender lock (one pipeline run at a time), as the buffer lock is held: the raw
+        flock where there is one. Not filelock there: its newer releases manage the lock file
+        themselves (ownership records, exchanging files), a protocol this library's own flock
+        users do not follow; one mechanism for both locks is one set of rules."""
         self.ensure()
-        return _filelock(self.sender_lock, timeout)
+        return _lock(self.sender_lock, timeout)
 
     # -- spill files ---------------------------------------------------------------------------
     def write_spill(self, data: bytes) -> str:
@@ -231,6 +230,15 @@ def _import_filelock() -> Any:
         warnings.filterwarnings("ignore", message="only soft file lock", category=UserWarning)
         import filelock
     return filelock
+
+
+def _lock(path: str, timeout: float) -> _Held:
+    if _fs.have_flock():
+        fd = _fs.flock_with_timeout(path, timeout)
+        if fd is None:
+            raise LockTimeout(path)
+        return _Held(lambda: _fs.unlock(fd))
+    return _filelock(path, timeout)
 
 
 def _filelock(path: str, timeout: float) -> _Held:
