@@ -90,6 +90,11 @@ class Receiver:
                 return conn
 
         self.server = Server(("127.0.0.1", 0), Handler)
+        # The listening socket never blocks: a connection the selector reported but that was gone
+        # by accept() (a client's hang-up at its deadline) left serve_forever blocked in accept()
+        # for good, and stop() waited for it (a full-suite run hung there). socketserver takes the
+        # BlockingIOError as "no request"; accepted connections are blocking as before.
+        self.server.socket.setblocking(False)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1/rollups"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
