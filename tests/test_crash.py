@@ -129,7 +129,10 @@ def test_many_processes_count_and_five_senders_run_at_once(home: Path, receiver:
     # machine (load 15 on 2 cores) 10 s ran out before the request and the receiver got nothing
     # (twice in full-suite runs); the result is in the message should it happen again.
     res = _sender.run(store, timeout=60, force=True, include_today=True)
-    assert receiver.totals() == {"hits": 40 * 1000, "n": sum(range(40)), "_run:script": 40}, res
+    left = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    codes = [p.returncode for p in counters + senders]
+    diagnosis = (res, left, codes, len(receiver.bodies))
+    assert receiver.totals() == {"hits": 40 * 1000, "n": sum(range(40)), "_run:script": 40}, diagnosis
     assert set(receiver.deliveries.values()) == {1}  # the sender lock means no report even went out twice
 
 
