@@ -17,8 +17,8 @@ value): see docs/server.md for what backends do with them.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import requests
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -32,8 +32,6 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from telemetry_rollup._version import __version__
 from telemetry_rollup.server.export import AppDay, day_window
@@ -47,10 +45,15 @@ _LOGGER = "opentelemetry.exporter"
 RETRY_STATUSES = (429, 502, 503, 504)
 
 
-def _session() -> requests.Session:
+def _session() -> Any:
     """A session that retries a transient answer up to 3 times after 0, 1 and 2 s. Only
     answers: a connection error or a timeout is left to the exporter, whose deadline bounds it.
-    Retry-After is not followed: a receiver's long wait must not stall the export."""
+    Retry-After is not followed: a receiver's long wait must not stall the export.
+    requests is imported here, when an exporter is made for a send, not at import."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
     retry = Retry(
         total=3,
         connect=0,
