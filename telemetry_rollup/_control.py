@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 from . import _transport
+from ._appfiles import decide, read
 from ._codec import encode_forget
-from ._consent import MODES, Decision, env_decision, resolve
+from ._consent import MODES, Decision, env_decision
 from ._endpoint import shown
 from ._log import log  # not logging: the detached sender (flush --if-due) pays ~10 ms for it
-from ._names import env_prefix_for
 from ._store import AppStore, LockTimeout
 
 #: A deletion request not acknowledged within this many seconds is given up.
@@ -59,17 +59,9 @@ class ForgetResult(NamedTuple):
     detail: str = ""
 
 
-def env_prefix(store: AppStore) -> str:
-    prefix = store.config().get("env_prefix")
-    return prefix if isinstance(prefix, str) and prefix else env_prefix_for(store.app)
-
-
 def effective(store: AppStore, environ: Mapping[str, str]) -> Decision:
-    if store.unsafe() is not None:  # a directory others can write to is not used (status says why)
-        return Decision("off", "unsafe")
-    config = store.config()
-    default = config.get("default") if config.get("default") in MODES else "on"
-    return resolve(environ, env_prefix(store), store.stored_mode(), str(default))
+    """What applies now, the app's small files read afresh (a result reports the state after a change)."""
+    return decide(read(store), environ)
 
 
 def _now_iso(now: float) -> str:
@@ -94,12 +86,13 @@ def set_mode(
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
     env = os.environ if environ is None else environ
-    previous = store.stored_mode()
+    files = read(store)
+    previous = files.stored
     if mode != "off":
         write_mode(store, mode, now())
         return SwitchResult(store.app, mode, previous, effective(store, env), [], "")
-    prefix = env_prefix(store)
-    endpoint = shown(store.config().get("endpoint"))  # None when absent or refused (hand-edited)
+    prefix = files.prefix
+    endpoint = shown(files.endpoint)  # None when absent or refused (hand-edited)
     from . import _fs
 
     existed = set(_fs.listdir(store.dir))  # the locks off takes below are not "deleted data"
@@ -208,9 +201,9 @@ def _add_forget(
     _write_forget(store, requests)
 
 
-def opted_out_by_env(store: AppStore, environ: Mapping[str, str], prefix: str | None = None) -> Decision | None:
+def opted_out_by_env(prefix: str, environ: Mapping[str, str]) -> Decision | None:
     """The environment opt-out in force, if any: then nothing at all is sent."""
-    decided = env_decision(environ, prefix or env_prefix(store))
+    decided = env_decision(environ, prefix)
     return decided if decided is not None and decided.mode == "off" else None
 
 
@@ -243,9 +236,10 @@ def _retry_forget_locked(
     if not requests:
         _unlink_quiet(store.forget_file)
         return ForgetResult(store.app)
+    app_prefix = read(store).prefix
     for r in requests:
         prefix = r.get("env_prefix")
-        opt_out = opted_out_by_env(store, environ, prefix if isinstance(prefix, str) else None)
+        opt_out = opted_out_by_env(prefix if isinstance(prefix, str) and prefix else app_prefix, environ)
         if opt_out is not None:
             # An environment opt-out sends nothing, not even this: it waits for a run without it.
             return ForgetResult(store.app, kept=len(requests), skipped=f"{opt_out.source} is set")
@@ -293,12 +287,13 @@ def reset_id(
     from . import _identity
 
     env = os.environ if environ is None else environ
-    endpoint = shown(store.config().get("endpoint"))
+    files = read(store)
+    endpoint = shown(files.endpoint)
     with store.lock_sender(timeout):
         old_ids = _ids_to_forget(store)
         if old_ids and endpoint is not None:
             for old_id, key in old_ids:
-                _add_forget(store, old_id, endpoint, env_prefix(store), now(), key)
+                _add_forget(store, old_id, endpoint, files.prefix, now(), key)
         new = _identity.reset(store.dir).machine_id
         forget = ""
         if old_ids and endpoint is not None:

@@ -14,6 +14,7 @@ from ._days import today_iso
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
     from ._store import AppStore
 
@@ -50,12 +51,26 @@ def notice_time(store: AppStore) -> float | None:
             return None
 
 
-def notice_settled(store: AppStore, now: float) -> bool:
+def settled(shown: float | None, now: float) -> bool:
     """The notice rule, in time (not in runs): nothing is sent until the notice has been shown
     and the UTC day it was shown on is over, whichever process is running (a daemon that showed
-    it sends from the next day on)."""
-    shown = notice_time(store)
+    it sends from the next day on). ``shown``: the notice's time, None if it never was."""
     return shown is not None and today_iso(shown) < today_iso(now)
+
+
+def notice_settled(store: AppStore, now: float) -> bool:
+    """:func:`settled` for the notice file as it is now (the exit hook's check)."""
+    return settled(notice_time(store), now)
+
+
+def autosend_due(decision: Any, options: Mapping[str, Any], store: AppStore, now: float) -> bool:
+    """A running app's check (exit hook, flusher): on, with an endpoint, the notice rule met
+    (nothing is sent before the notice was shown and its UTC day is over), and :func:`auto_due`."""
+    if decision.mode != "on" or not options.get("endpoint"):
+        return False
+    if decision.source == "default" and not notice_settled(store, now):
+        return False
+    return auto_due(store, options["send_interval"], now)
 
 
 def auto_due(store: AppStore, send_interval: float, now: float) -> bool:

@@ -190,3 +190,30 @@ def show_text(app: str, bodies: Sequence[tuple[str, str | None, bytes]], notes: 
         lines.append(pretty_body(body))
     lines.extend(f"# {n}" for n in notes)
     return "\n".join(lines)
+
+
+def forget_text(res: Any) -> str:
+    """``flush``'s line about the pending deletion requests (a ``_control.ForgetResult``)."""
+    parts = [f"{res.app}: deletion request"]
+    if res.acknowledged:
+        parts.append(f"{res.acknowledged} acknowledged")
+    if res.expired:
+        parts.append(f"{res.expired} given up after 30 days")
+    if res.kept:
+        parts.append(f"{res.kept} kept ({res.skipped or res.detail or 'not due yet'})")
+    return "; ".join(parts)
+
+
+def flush_text(res: Any) -> str:
+    """``flush``'s line about one app's send run (a ``_sender.RunResult``)."""
+    parts = [f"{res.app}: mode {res.mode}"]
+    if res.built is not None and res.built.new_reports:
+        parts.append(f"{res.built.new_reports} new report(s)")
+    if res.sent is not None:
+        s = res.sent
+        parts.append(f"sent {s.sent}, kept {s.kept}, rejected {s.rejected}")
+        if s.outcome is not None and s.outcome.kind != "sent":
+            parts.append(f"({s.outcome.detail})")
+    elif res.skipped:
+        parts.append(f"nothing sent: {res.skipped}")
+    return "; ".join(parts)

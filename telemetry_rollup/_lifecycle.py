@@ -329,9 +329,27 @@ class Lifecycle:
             if self._exiting:
                 return  # the exit path persists what is left
             try:
-                owner._background_pass()
+                self._background_pass()
             except Exception as exc:
                 log.debug("background flush failed: %r", exc)
+
+    def _background_pass(self) -> None:
+        """The flusher's work, every ``flush_interval``: persist, and send when due.
+
+        While the host has not imported ``threading``, this pass imports nothing that does (see
+        the module docstring): it persists (the raw flock) and leaves sending to the detached
+        sender, started with ``posix_spawn`` only."""
+        owner = self._owner
+        threaded = "threading" in sys.modules
+        owner.flush()
+        if not owner._due():
+            return
+        if not threaded:
+            self.start_sender(subprocess_ok=False)
+            return
+        from ._sender import run
+
+        run(owner._store, timeout=5.0, headers=owner._headers_now())
 
     # -- fork ----------------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:

@@ -58,6 +58,25 @@ def show_notice(store: AppStore, text: str) -> bool:
     return True
 
 
+def maybe_notice(store: AppStore, decision: Any, app: str, options: Mapping[str, Any], *, authenticates: bool) -> bool:
+    """Under the buffer lock: the first persist of an app on by default shows the notice. True
+    when this call showed it."""
+    if decision.source != "default" or decision.mode != "on":
+        return False
+    from ._consent import notice_text
+
+    text = notice_text(
+        app, options["env_prefix"], options["notice"], options["notice_url"], authenticates=authenticates
+    )
+    if show_notice(store, text):
+        return True
+    if not os.path.lexists(store.notice_file):
+        from ._log import log
+
+        log.debug("the notice could not be written to standard error: not shown, nothing is sent")
+    return False
+
+
 def config_bytes(app: str, options: Mapping[str, Any], *, authenticates: bool) -> bytes:
     wanted = {
         "app": app,
@@ -80,6 +99,15 @@ def write_config(store: AppStore, data: bytes) -> None:
 
     if _fs.read_capped(store.config_file, MAX_SMALL_FILE) != data:
         _fs.atomic_write(store.config_file, data)
+
+
+def add_run_facts(snap: dict[Any, int], environ: Mapping[str, str], now: float) -> None:
+    """Add the run's facts to a snapshot of counts, under today's key (once per process)."""
+    from ._days import day_of
+
+    day = day_of(now)
+    for name in run_facts(environ):
+        snap[(day, name)] = snap.get((day, name), 0) + 1
 
 
 def run_facts(environ: Mapping[str, str]) -> list[str]:

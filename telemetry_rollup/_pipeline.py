@@ -21,17 +21,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from . import _fs, _rollup, _transport
+from . import _fs, _rollup, _sendstate, _transport
 from ._codec import Rollup, decode_lines, decode_report, encode_payload, encode_report
 from ._names import CORRUPT
+from ._sendstate import SendStats
 from ._store import MAX_BUFFER_READ, AppStore
 
 #: The run fact counted once per process that recorded anything on a CI system (_persist.run_facts).
 CI_RUN = "_run:ci"
-
-HISTORY_LEN = 30
-MIN_BACKOFF = 60.0
-MAX_BACKOFF = 86400.0
 
 
 class BuildStats(NamedTuple):
@@ -39,14 +36,6 @@ class BuildStats(NamedTuple):
     new_reports: int
     dropped_counts: int
     changed: bool
-
-
-class SendStats(NamedTuple):
-    sent: int = 0
-    kept: int = 0
-    rejected: int = 0
-    refused_counters: int = 0
-    outcome: _transport.Outcome | None = None
 
 
 class Pipeline:
@@ -319,76 +308,14 @@ class Pipeline:
                     refused += outcome.body["refused"]
             else:
                 rejected += len(paths)
-            history.append(_history_entry(body, outcome, self.now()))
-        self._record(history, sent, rejected, kept, refused, outcome)
-        return SendStats(sent, kept, rejected, refused, outcome)
-
-    def _record(
-        self,
-        history: list[dict[str, Any]],
-        sent: int,
-        rejected: int,
-        kept: int,
-        refused: int,
-        outcome: _transport.Outcome | None,
-    ) -> None:
-        state = self.store.state()
-        now = self.now()
-        raw_totals = state.get("totals")
-        totals: dict[str, Any] = raw_totals if isinstance(raw_totals, dict) else {}
-        for key, n in (("reports_sent", sent), ("reports_rejected", rejected), ("counters_refused", refused)):
-            totals[key] = int(totals.get(key, 0) or 0) + n
-        for h in history:
-            key = "counts_sent" if h["result"] == "sent" else "counts_rejected"
-            totals[key] = int(totals.get(key, 0) or 0) + h["counts"]
-        state["totals"] = totals
-        raw_history = state.get("history")
-        old: list[Any] = raw_history if isinstance(raw_history, list) else []
-        state["history"] = (old + history)[-HISTORY_LEN:]
-        if outcome is not None:
-            state["last_attempt"] = {
-                "at": now,
-                "result": outcome.kind,
-                "status": outcome.status,
-                "detail": outcome.detail,
-                "sent": sent,
-                "rejected": rejected,
-                "kept": kept,
-            }
-            if outcome.kind == "retry":
-                prev = float(state.get("backoff_s", 0) or 0)
-                backoff = MIN_BACKOFF if prev <= 0 else min(MAX_BACKOFF, prev * 2)
-                import random
-
-                delay = backoff * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
-                if outcome.retry_after is not None:
-                    delay = max(delay, min(outcome.retry_after, MAX_BACKOFF))
-                state["backoff_s"] = backoff
-                state["next_attempt_at"] = now + delay
-            else:
-                state["backoff_s"] = 0
-                state["next_attempt_at"] = 0
-        self.store.write_state(state)
+            history.append(_sendstate.history_entry(body, outcome, self.now()))
+        stats = SendStats(sent, kept, rejected, refused, outcome)
+        _sendstate.record(self.store, history, stats, self.now())
+        return stats
 
     def note_try(self) -> None:
-        state = self.store.state()
-        state["last_auto_try_at"] = self.now()
-        self.store.write_state(state)
-
-
-def _history_entry(body: bytes, outcome: _transport.Outcome, now: float) -> dict[str, Any]:
-    import orjson
-
-    obj = orjson.loads(body)
-    reports = obj["reports"]
-    return {
-        "at": now,
-        "result": outcome.kind,
-        "status": outcome.status,
-        "reports": len(reports),
-        "days": sorted({r["day"] for r in reports}),
-        "counts": sum(sum(r["counts"].values()) for r in reports),
-    }
+        """An automatic pass is about to send: the next one waits a send interval (state.json)."""
+        _sendstate.note_try(self.store, self.now())
 
 
 def _list(directory: Path, suffix: str) -> list[Path]:

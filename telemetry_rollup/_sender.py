@@ -1,4 +1,4 @@
-"""One send run for one app (``run``): decide, then drive the pipeline (``_pipeline``) under
+"""One send run for one app (``run``): decide (``_appfiles``), then drive the pipeline (``_pipeline``) under
 ``sender.lock``, and say what happened (``RunResult``). Also what a report's metadata holds
 (``meta_for``) and the run's environment facts.
 
@@ -14,10 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
+from . import _appfiles
+from ._appfiles import AppFiles
 from ._days import today_iso
-from ._due import notice_settled, notice_time
 from ._endpoint import endpoint_problem
-from ._pipeline import BuildStats, Pipeline, SendStats
+from ._pipeline import BuildStats, Pipeline
+from ._sendstate import SendStats
 from ._store import AppStore
 from ._version import __version__
 
@@ -70,18 +72,6 @@ class RunResult(NamedTuple):
     skipped: str = ""  # why nothing was sent, when nothing was
 
 
-def decide(store: AppStore, environ: Mapping[str, str]) -> Any:
-    from ._consent import Decision, resolve
-    from ._names import env_prefix_for
-
-    if store.unsafe() is not None:  # a directory others can write to: nothing in it is used
-        return Decision("off", "unsafe")
-    config = store.config()
-    prefix = config.get("env_prefix") if isinstance(config.get("env_prefix"), str) else env_prefix_for(store.app)
-    default = config.get("default") if config.get("default") in ("on", "local", "off") else "on"
-    return resolve(environ, str(prefix), store.stored_mode(), str(default))
-
-
 def run(
     store: AppStore,
     *,
@@ -92,17 +82,21 @@ def run(
     now: Callable[[], float] = time.time,
     allow_send: bool = True,
     headers: dict[str, str] | None = None,
+    files: AppFiles | None = None,
 ) -> RunResult:
     """One sender pass over an app: recover, claim, roll up, and send what is due.
 
     ``force`` (an explicit flush) waits for the sender lock and ignores the back-off; an
     automatic pass takes the lock only if it is free and respects it. Bounded by ``timeout``.
+    ``files``: the app's small files as the caller read them (read here when not given); they
+    are read once more under the sender lock, where a concurrent ``off`` must be seen.
     """
     env = os.environ if environ is None else environ
     deadline = time.monotonic() + timeout
-    decision = decide(store, env)
+    files = _appfiles.read(store) if files is None else files
+    decision = _appfiles.decide(files, env)
     if decision.mode == "off":
-        why = f": {store.unsafe()}" if decision.source == "unsafe" else ""
+        why = f": {files.unsafe}" if decision.source == "unsafe" else ""
         return RunResult(store.app, "off", skipped=f"off ({decision.source}{why})")
     from ._store import LockTimeout
 
@@ -111,7 +105,8 @@ def run(
     except LockTimeout:
         return RunResult(store.app, decision.mode, busy=True, skipped="another sender is running")
     with held:
-        if store.stored_mode() == "off":  # switched off while we waited: never recreate anything
+        files = _appfiles.read(store)  # the truth under the lock (the mode decided above stands)
+        if files.stored == "off":  # switched off while we waited: never recreate anything
             with contextlib.suppress(OSError):
                 os.unlink(store.sender_lock)  # held: a lock file made after off's deletion goes too
             return RunResult(store.app, "off", skipped="off (stored)")
@@ -122,8 +117,7 @@ def run(
         except LockTimeout:
             pass  # appenders hold it; their lines wait for the next pass
         gen, built = pipe.build(gen, today=today_iso(now()), include_today=include_today)
-        config = store.config()
-        endpoint = config.get("endpoint")
+        endpoint = files.endpoint
         why = ""
         if decision.mode != "on":
             why = f"mode is {decision.mode} ({decision.source})"
@@ -133,10 +127,10 @@ def run(
             why = f"the endpoint in config.json is refused ({endpoint_problem(endpoint)})"
         elif not allow_send:
             why = "the notice was shown in this run: nothing is sent before the user could say no"
-        elif decision.source == "default" and not notice_settled(store, now()):
+        elif decision.source == "default" and not files.notice_settled(now()):
             why = (
                 "the notice has not been shown yet"
-                if notice_time(store) is None
+                if files.notice_at is None
                 else "the notice was shown today (UTC): nothing is sent before the next day"
             )
         elif not force and now() < float(store.state().get("next_attempt_at", 0) or 0):
@@ -147,8 +141,8 @@ def run(
             return RunResult(store.app, decision.mode, built=built, skipped=why)
         if not force:
             pipe.note_try()
-        meta = meta_for(store, config, env, create_id=True)
-        keep_on_401 = bool(headers) or config.get("auth_headers") is True
+        meta = meta_for(store, files.config, env, create_id=True)
+        keep_on_401 = bool(headers) or files.config.get("auth_headers") is True
         stats = pipe.send(
             gen, endpoint=str(endpoint), meta=meta, deadline=deadline, headers=headers, keep_on_401=keep_on_401
         )

@@ -57,19 +57,20 @@ def show_bodies(
     import time
     from pathlib import Path
 
+    from ._appfiles import decide, read
     from ._control import forget_body, forget_requests, opted_out_by_env
     from ._days import today_iso
-    from ._due import notice_settled
     from ._endpoint import endpoint_problem, shown
     from ._pipeline import Pipeline
-    from ._sender import decide, meta_for
+    from ._sender import meta_for
 
     bodies: list[tuple[str, str | None, bytes]] = []
     notes: list[str] = []
     if not store.exists():
         notes.append(f"{store.app} has recorded nothing on this machine")
         return bodies, notes
-    opt_out = opted_out_by_env(store, env)
+    files = read(store)
+    opt_out = opted_out_by_env(files.prefix, env)
     if opt_out is not None:
         notes.append(f"{opt_out.source} is set: nothing at all is sent from this environment")
         return bodies, notes
@@ -77,8 +78,8 @@ def show_bodies(
 
     for r in forget_requests(store):
         bodies.append(("deletion request for an old machine id", shown(r["endpoint"]), redact(forget_body(store, r))))
-    decision = decide(store, env)
-    endpoint = store.config().get("endpoint")
+    decision = decide(files, env)
+    endpoint = files.endpoint
     url = shown(endpoint)  # a refused endpoint (config.json edited by hand) is never echoed
     refused = endpoint_problem(endpoint) if endpoint not in (None, "") else None
     if decision.mode == "off":
@@ -88,12 +89,13 @@ def show_bodies(
     # included) never changes what will be sent or when. The sender lock only keeps the view
     # consistent with a send in progress.
     with store.lock_sender(10.0):
-        if store.stored_mode() == "off":
+        files = read(store)  # as the sender sees it under the lock
+        if files.stored == "off":
             notes.append("mode is off: no report is kept or sent")
         else:
             pipe = Pipeline(store)
             pending = pipe.preview(today=today_iso(time.time()), include_today=include_today)
-            meta = meta_for(store, store.config(), env, create_id=False)
+            meta = meta_for(store, files.config, env, create_id=False)
             for _, body in pipe.request_bodies(Path(store.outbox), meta, pending):
                 bodies.append(("reports", url, redact(body)))
             if shown_id(store) is None and any(w == "reports" for w, _, _ in bodies):
@@ -106,7 +108,7 @@ def show_bodies(
         notes.append(f"the endpoint in config.json is refused ({refused}): nothing is sent")
     elif url is None:
         notes.append("no endpoint is configured: nothing is sent")
-    elif decision.source == "default" and not notice_settled(store, time.time()):
+    elif decision.source == "default" and not files.notice_settled(time.time()):
         notes.append("nothing is sent before the notice has been shown once and its UTC day is over")
     from ._status import local_only
 

@@ -49,12 +49,15 @@ from typing import Any
 
 from . import _days, _fs
 from ._codec import decode_lines, decode_report
-from ._consent import MODES
 from ._endpoint import endpoint_problem, shown
 from ._line import BUFFER_CAP
 from ._names import CLAMPED, CORRUPT, DENIED, DROPPED, INVALID, OVERFLOW
 from ._rollup import MAX_REPORT_AGE_DAYS
 from ._store import MAX_BUFFER_READ, AppStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._appfiles import AppFiles
 
 SCHEMA = 1
 RESERVED = (DROPPED, INVALID, DENIED, CORRUPT, OVERFLOW, CLAMPED)
@@ -163,7 +166,7 @@ def day_state(complete: bool, counts: int, report_counts: int) -> str:
 
 
 def _next_attempt(
-    store: AppStore,
+    files: AppFiles,
     mode: str,
     source: str,
     endpoint: Any,
@@ -179,9 +182,7 @@ def _next_attempt(
     if not isinstance(endpoint, str) or not endpoint:
         return {"at": None, "why": "no endpoint configured"}
     if source == "default":
-        from ._due import notice_time
-
-        shown_at = notice_time(store)
+        shown_at = files.notice_at
         if shown_at is None:
             return {"at": None, "why": "not before the notice has been shown, and its UTC day is over"}
         next_day = float((_days.day_of(shown_at) + 1) * _days.SECONDS_PER_DAY)
@@ -189,8 +190,7 @@ def _next_attempt(
             return {"at": next_day, "why": "not before the UTC day the notice was shown on is over"}
     if not pend["days"]:
         return {"at": None, "why": "nothing pending"}
-    config = store.config()
-    interval = config.get("send_interval", 3600.0)
+    interval = files.config.get("send_interval", 3600.0)
     interval = float(interval) if isinstance(interval, (int, float)) else 3600.0
     at = max(
         float(state.get("next_attempt_at", 0) or 0),
@@ -211,15 +211,16 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
     """The status of one app (the shape above). Creates no file and sends nothing."""
     import time
 
-    from ._control import effective, env_prefix, forget_requests
+    from ._appfiles import decide, read
+    from ._control import forget_requests
 
     env = os.environ if environ is None else environ
     t = time.time() if now is None else now
     today = _days.iso(_days.day_of(t))
-    config = store.config()
+    files = read(store)
+    config = files.config
     state = store.state()
-    decision = effective(store, env)
-    mode_obj = store.read_json(store.mode_file)
+    decision = decide(files, env)
     # Only an endpoint that follows the rule is echoed: a hand-edited config.json may hold a secret.
     raw_endpoint = config.get("endpoint")
     endpoint = shown(raw_endpoint)
@@ -232,24 +233,24 @@ def app_status(store: AppStore, environ: Mapping[str, str] | None = None, now: f
         "app": store.app,
         "mode": decision.mode,
         "source": decision.source,
-        "env_var": f"{env_prefix(store)}_TELEMETRY",
+        "env_var": f"{files.prefix}_TELEMETRY",
         "env_value": env.get(decision.source) if decision.source not in ("stored", "default") else None,
-        "stored": store.stored_mode(),
-        "stored_at": mode_obj.get("at") if isinstance(mode_obj, dict) and isinstance(mode_obj.get("at"), str) else None,
-        "default": config.get("default") if config.get("default") in MODES else "on",
+        "stored": files.stored,
+        "stored_at": files.stored_at,
+        "default": files.default,
         "endpoint": endpoint,
         "endpoint_refused": refused,
         "machine_id": _machine_id(store),
         "data_dir": str(store.dir),
-        "unsafe": store.unsafe(),
-        "notice_shown": os.path.isfile(store.notice_file),
+        "unsafe": files.unsafe,
+        "notice_shown": files.notice_at is not None,
         "buffer": {"bytes": _fs.file_size(store.buffer), "cap": BUFFER_CAP, "spill_files": len(store.spill_files())},
         "pending": pend,
         "local_only": local_only(store),
         "reserved": reserved,
         "totals": {k: int(totals.get(k, 0) or 0) for k in TOTAL_KEYS},
         "last_attempt": last if isinstance(last, dict) else None,
-        "next_attempt": _next_attempt(store, decision.mode, decision.source, endpoint, refused, state, pend, t),
+        "next_attempt": _next_attempt(files, decision.mode, decision.source, endpoint, refused, state, pend, t),
         "deletion_requests": [
             {k: shown(r.get(k)) if k == "endpoint" else r.get(k) for k in _FORGET_KEYS} for r in forget_requests(store)
         ],

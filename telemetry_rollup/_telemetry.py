@@ -316,15 +316,11 @@ class Telemetry:
 
     def _add_run_facts(self, snap: dict[Any, int]) -> None:
         """Once per process that records anything: interactive or not, CI or not (never per call)."""
-        if self._run_counted:
-            return
-        self._run_counted = True
-        from ._days import day_of
-        from ._persist import run_facts
+        if not self._run_counted:
+            self._run_counted = True
+            from ._persist import add_run_facts
 
-        day = day_of(time.time())
-        for name in run_facts(os.environ):
-            snap[(day, name)] = snap.get((day, name), 0) + 1
+            add_run_facts(snap, os.environ, time.time())
 
     def timed(self, name: str) -> Timer:
         """``with t.timed("build"):`` or ``@t.timed("build")``: count ``name`` with its outcome,
@@ -338,22 +334,12 @@ class Telemetry:
 
     def _maybe_notice(self) -> None:
         """Under the buffer lock: the first persist of an app on by default shows the notice."""
-        if self.decision.source != "default" or self.decision.mode != "on":
-            return
-        from ._consent import notice_text
-        from ._persist import show_notice
+        from ._persist import maybe_notice
 
-        text = notice_text(
-            self.app or "",
-            self._options["env_prefix"],
-            self._options["notice"],
-            self._options["notice_url"],
-            authenticates=self._headers is not None,
-        )
-        if show_notice(self._store, text):
+        if maybe_notice(
+            self._store, self.decision, str(self.app), self._options, authenticates=self._headers is not None
+        ):
             self.told_this_run = True
-        elif not os.path.lexists(self._store.notice_file):
-            log.debug("the notice could not be written to standard error: not shown, nothing is sent")
 
     def _write_config(self) -> None:
         """config.json, written only when its bytes would change (once per app version)."""
@@ -392,34 +378,9 @@ class Telemetry:
 
     def _due(self) -> bool:
         """Cheap test for the exit hook and the flusher: may an automatic send be worth starting?"""
-        decision = self.decision
-        if NO_AUTOSEND or decision.mode != "on" or not self._options.get("endpoint"):
-            return False
-        from ._due import auto_due, notice_settled
+        from ._due import autosend_due
 
-        now = time.time()
-        if decision.source == "default" and not notice_settled(self._store, now):
-            return False  # nothing is sent before the notice was shown and its UTC day is over
-        return auto_due(self._store, self._options["send_interval"], now)
-
-    def _background_pass(self) -> None:
-        """The flusher's work, every ``flush_interval``: persist, and send when due.
-
-        The flusher is a raw thread, and on Python <= 3.12 the first thread to import
-        ``threading`` becomes its "main thread", which interpreter shutdown then waits for. So
-        while the host has not imported ``threading``, this pass imports nothing that does: it
-        persists with the raw flock and leaves sending to the detached sender."""
-        threaded = "threading" in sys.modules
-        self._persist(fast=not threaded, timeout=LOCK_WAIT)
-        if not self._due():
-            return
-        if not threaded:
-            if self._life is not None:
-                self._life.start_sender(subprocess_ok=False)
-            return
-        from ._sender import run
-
-        run(self._store, timeout=5.0, headers=self._headers_now())
+        return not NO_AUTOSEND and autosend_due(self.decision, self._options, self._store, time.time())
 
     def _after_fork_in_child(self) -> None:
         self._counters.after_fork_in_child()

@@ -18,7 +18,7 @@ from ._cli_args import UsageError, add_commands, build_parser
 from ._show import REDACTED_NOTE, app_stores_for, one_store, show_bodies, shown_id
 
 if TYPE_CHECKING:
-    from ._sender import RunResult
+    pass
 
 
 class _Escaped:
@@ -268,13 +268,15 @@ _WHAT = {
 
 
 def cmd_reset_id(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from ._control import effective, reset_id
+    from ._appfiles import decide, read
+    from ._control import reset_id
 
     store = one_store(args.app)
     if not store.exists():
         err.write(f"{store.app} has recorded nothing on this machine: it has no machine id\n")
         return 1
-    if store.stored_mode() == "off" or effective(store, os.environ).mode == "off":
+    files = read(store)
+    if files.stored == "off" or decide(files, os.environ).mode == "off":
         err.write(f"{store.app}: telemetry is off: no machine id is kept\n")
         return 1
     old = shown_id(store)
@@ -329,8 +331,10 @@ EXIT_REJECTED = 3
 def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     import time
 
+    from ._appfiles import read
     from ._control import retry_forget
     from ._due import auto_due
+    from ._format import flush_text, forget_text
     from ._sender import run
 
     if args.timeout <= 0:
@@ -341,46 +345,22 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             continue
         fres = retry_forget(store, timeout=min(5.0, args.timeout), force=not args.if_due)
         if not args.quiet and (fres.acknowledged or fres.kept or fres.expired):
-            out.write(_describe_forget(fres) + "\n")
+            out.write(forget_text(fres) + "\n")
         if fres.kept and not args.if_due:
             code = max(code, 1)
+        files = read(store)  # once for the command; run() reads it again under the sender lock
         if args.if_due:
-            interval = store.config().get("send_interval", 3600.0)
+            interval = files.config.get("send_interval", 3600.0)
             if not isinstance(interval, (int, float)) or not auto_due(store, float(interval), time.time()):
                 continue
-        res = run(store, timeout=args.timeout, include_today=args.include_today, force=not args.if_due)
+        res = run(store, timeout=args.timeout, include_today=args.include_today, force=not args.if_due, files=files)
         if res.sent is not None and res.sent.rejected:
             code = max(code, EXIT_REJECTED)
         elif res.sent is not None and res.sent.kept:
             code = max(code, 1)
         if not args.quiet:
-            out.write(_describe(res) + "\n")
+            out.write(flush_text(res) + "\n")
     return code
-
-
-def _describe_forget(res: Any) -> str:
-    parts = [f"{res.app}: deletion request"]
-    if res.acknowledged:
-        parts.append(f"{res.acknowledged} acknowledged")
-    if res.expired:
-        parts.append(f"{res.expired} given up after 30 days")
-    if res.kept:
-        parts.append(f"{res.kept} kept ({res.skipped or res.detail or 'not due yet'})")
-    return "; ".join(parts)
-
-
-def _describe(res: RunResult) -> str:
-    parts = [f"{res.app}: mode {res.mode}"]
-    if res.built is not None and res.built.new_reports:
-        parts.append(f"{res.built.new_reports} new report(s)")
-    if res.sent is not None:
-        s = res.sent
-        parts.append(f"sent {s.sent}, kept {s.kept}, rejected {s.rejected}")
-        if s.outcome is not None and s.outcome.kind != "sent":
-            parts.append(f"({s.outcome.detail})")
-    elif res.skipped:
-        parts.append(f"nothing sent: {res.skipped}")
-    return "; ".join(parts)
 
 
 def _server_command(name: str, argv: list[str], err: IO[str]) -> int:

@@ -1,6 +1,6 @@
 """The client's modules import one way (issue 17): no cycle, lazy imports inside functions
 included (``if TYPE_CHECKING:`` blocks aside: they never run); nothing below the command line
-imports it; and no module is over ~400 lines. The server has its own (tests/server)."""
+imports it; and no file outside the tests is over 400 lines. The server has its own (tests/server)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,13 @@ def test_nothing_below_the_command_line_imports_it() -> None:
             assert not deps & {"cli", "__main__"}, f"{module} imports {deps & {'cli', '__main__'}}"
 
 
-def test_no_module_over_about_400_lines() -> None:
-    sizes = {p.name: len(p.read_text().splitlines()) for p in PACKAGE_DIR.glob("*.py")}
-    assert {name: n for name, n in sizes.items() if n > 440} == {}
+def test_no_file_over_400_lines_outside_the_tests() -> None:
+    """The library, its server, the benchmarks and the examples (issue 17's bound)."""
+    root = PACKAGE_DIR.parent
+    files = [p for d in ("telemetry_rollup", "benchmarks", "examples") for p in (root / d).rglob("*.py")]
+    sizes = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in files}
+    assert len(sizes) > 60, sorted(sizes)
+    assert {name: n for name, n in sizes.items() if n > 400} == {}
 
 
 def test_design_docs_module_table_is_the_import_order() -> None:
