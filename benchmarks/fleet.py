@@ -25,8 +25,6 @@ import json
 import multiprocessing
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from bench_server import running_server
 
 from telemetry_rollup.server.store import Environment, Ingest, ReportRows, open_store
 
@@ -123,12 +122,6 @@ def load(args: tuple[str, int, int, int, int, int]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def http_sample(url: str, base: str, n: int, totals: Counter[tuple[str, str]], per_day: Counter[str]) -> float:
     """``n`` requests of new machines (wire format 2) through the real server; requests/s."""
     from telemetry_rollup._identity import derive_id
@@ -198,35 +191,15 @@ def run(backend: str, url: str, path: Path | None, opts: argparse.Namespace, wor
         totals.update(part["totals"])
         per_day.update(part["per_day"])
     reports = sum(p["reports"] for p in parts)
-    config = workdir / "fleet-config.json"
     limits = {"per_machine": 10**9, "per_address": 10**9}
-    config.write_text(json.dumps({"limits": limits, "dashboard": {"token": TOKEN}}))
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "telemetry_rollup.server", "--db", url, "--port", str(port), "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"{backend}: the server did not start")
-            time.sleep(0.1)
+    config = {"limits": limits, "dashboard": {"token": TOKEN}}
+    with running_server(url, config, workdir, name=f"fleet-{backend}", start_timeout=60, stop_timeout=60) as (base, _):
         http_rate = http_sample(url, base, opts.http, totals, per_day)
         cmd = [sys.executable, "-m", "telemetry_rollup", "report", "--db", url, "--app", APP, "--days", "30"]
         report_s, out = timed(lambda: subprocess.run([*cmd, "--format", "json"], capture_output=True, check=True))
         dash_params = {"app": APP, "days": "30", "token": TOKEN}
         dash_s, page = timed(lambda: requests.get(base + "/dashboard", params=dash_params, timeout=3600))
         assert page.status_code == 200, page.status_code
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
     check(json.loads(out.stdout), totals, per_day, opts.days)
     machine_days = sum(per_day.values())  # the HTTP sample's included
     size = db_size(url, path)

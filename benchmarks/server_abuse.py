@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,14 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from bench_server import running_server
 
 TOKEN = "abuse-benchmark-token"  # noqa: S105 - a throwaway dashboard token for this run
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _day(offset: int) -> str:
@@ -94,118 +87,95 @@ def _reset_hwm(pid: int) -> None:
 
 
 def run(db_url: str, opts: argparse.Namespace, workdir: Path) -> None:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     config: dict[str, Any] = {"limits": {"per_machine": 10**6, "per_address": 10**6}, "dashboard": {"token": TOKEN}}
     if opts.names_cap is not None:
         config["limits"]["names_per_app_day"] = opts.names_cap
-    config_path = workdir / "abuse-config.json"
-    config_path.write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "telemetry_rollup.server", "--db", db_url, "--port", str(port)]
-    cmd += ["--config", str(config_path)]
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     app = f"abuse-{uuid.uuid4().hex[:8]}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
+    with running_server(db_url, config, workdir, name="abuse") as (base, server):
+        _attack(db_url, opts, app, base, server.pid)
+
+
+def _attack(db_url: str, opts: argparse.Namespace, app: str, base: str, pid: int) -> None:
+    headers = {"Content-Type": "application/json"}
+    for i in range(opts.requests):
+        body = attack_body(app, i * opts.names, opts.names)
+        resp = requests.post(base + "/v1/rollups", data=body, headers=headers, timeout=60)
+        print(f"attack request {i + 1}: {len(body) / 1000:.1f} KB, {opts.names} names -> HTTP {resp.status_code}")
+    env = {**os.environ}
+    report = subprocess.run(
+        [sys.executable, "-m", "telemetry_rollup", "report", "--db", db_url, "--app", app, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    names = {r["name"] for r in json.loads(report.stdout)["counts"]}
+    print(f"distinct names stored for the app: {len(names)}")
+
+    rss_before, _ = _rss_kib(pid)
+    _reset_hwm(pid)
+    stop = threading.Event()
+    health: list[float] = []
+    ingest: list[float] = []
+    failures = {"timeout": 0, "error": 0}
+
+    def poll_health() -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
             try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
+                requests.get(base + "/healthz", timeout=opts.seconds)
             except requests.RequestException:
                 pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"server did not start; see {log.name}")
-            time.sleep(0.05)
+            health.append(time.perf_counter() - t0)
+            stop.wait(0.05)
 
-        headers = {"Content-Type": "application/json"}
-        for i in range(opts.requests):
-            body = attack_body(app, i * opts.names, opts.names)
-            resp = requests.post(base + "/v1/rollups", data=body, headers=headers, timeout=60)
-            print(f"attack request {i + 1}: {len(body) / 1000:.1f} KB, {opts.names} names -> HTTP {resp.status_code}")
-        env = {**os.environ}
-        report = subprocess.run(
-            [sys.executable, "-m", "telemetry_rollup", "report", "--db", db_url, "--app", app, "--format", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        )
-        names = {r["name"] for r in json.loads(report.stdout)["counts"]}
-        print(f"distinct names stored for the app: {len(names)}")
+    def post_reports() -> None:
+        session = requests.Session()
+        machine = str(uuid.uuid4())
+        while not stop.is_set():
+            body = _envelope(f"{app}-ok", machine, [{"id": str(uuid.uuid4()), "day": _day(-1), "counts": {"x": 1}}])
+            t0 = time.perf_counter()
+            try:
+                session.post(base + "/v1/rollups", json=body, timeout=5).raise_for_status()
+            except requests.Timeout:
+                failures["timeout"] += 1
+            except requests.RequestException:
+                failures["error"] += 1
+            ingest.append(time.perf_counter() - t0)
+            stop.wait(0.05)
 
-        rss_before, _ = _rss_kib(server.pid)
-        _reset_hwm(server.pid)
-        stop = threading.Event()
-        health: list[float] = []
-        ingest: list[float] = []
-        failures = {"timeout": 0, "error": 0}
-
-        def poll_health() -> None:
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    requests.get(base + "/healthz", timeout=opts.seconds)
-                except requests.RequestException:
-                    pass
-                health.append(time.perf_counter() - t0)
-                stop.wait(0.05)
-
-        def post_reports() -> None:
-            session = requests.Session()
-            machine = str(uuid.uuid4())
-            while not stop.is_set():
-                body = _envelope(f"{app}-ok", machine, [{"id": str(uuid.uuid4()), "day": _day(-1), "counts": {"x": 1}}])
-                t0 = time.perf_counter()
-                try:
-                    session.post(base + "/v1/rollups", json=body, timeout=5).raise_for_status()
-                except requests.Timeout:
-                    failures["timeout"] += 1
-                except requests.RequestException:
-                    failures["error"] += 1
-                ingest.append(time.perf_counter() - t0)
-                stop.wait(0.05)
-
-        threads = [threading.Thread(target=poll_health), threading.Thread(target=post_reports)]
-        for t in threads:
-            t.start()
-        time.sleep(0.3)
-        t0 = time.perf_counter()
-        try:
-            page = requests.get(base + "/dashboard", params={"token": TOKEN, "days": "30"}, timeout=opts.seconds)
-            status, size = page.status_code, len(page.content)
-        except requests.RequestException as exc:
-            status, size = type(exc).__name__, 0
-        elapsed = time.perf_counter() - t0
-        time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join()
-        rss_after, hwm = _rss_kib(server.pid)
-        print(f"all-apps dashboard: HTTP {status}, {size / 1000:.0f} KB, {elapsed:.2f} s")
+    threads = [threading.Thread(target=poll_health), threading.Thread(target=post_reports)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    try:
+        page = requests.get(base + "/dashboard", params={"token": TOKEN, "days": "30"}, timeout=opts.seconds)
+        status, size = page.status_code, len(page.content)
+    except requests.RequestException as exc:
+        status, size = type(exc).__name__, 0
+    elapsed = time.perf_counter() - t0
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    rss_after, hwm = _rss_kib(pid)
+    print(f"all-apps dashboard: HTTP {status}, {size / 1000:.0f} KB, {elapsed:.2f} s")
+    print(
+        f"server memory: RSS {rss_before / 1024:.0f} MiB before, peak {hwm / 1024:.0f} MiB during"
+        f" (+{(hwm - rss_before) / 1024:.0f} MiB), {rss_after / 1024:.0f} MiB after"
+    )
+    if health:
         print(
-            f"server memory: RSS {rss_before / 1024:.0f} MiB before, peak {hwm / 1024:.0f} MiB during"
-            f" (+{(hwm - rss_before) / 1024:.0f} MiB), {rss_after / 1024:.0f} MiB after"
+            f"/healthz while it rendered: {len(health)} polls, median {statistics.median(health) * 1000:.0f} ms,"
+            f" worst {max(health) * 1000:.0f} ms"
         )
-        if health:
-            print(
-                f"/healthz while it rendered: {len(health)} polls, median {statistics.median(health) * 1000:.0f} ms,"
-                f" worst {max(health) * 1000:.0f} ms"
-            )
-        if ingest:
-            print(
-                f"ingest while it rendered: {len(ingest)} POSTs, median {statistics.median(ingest) * 1000:.0f} ms,"
-                f" worst {max(ingest) * 1000:.0f} ms, {failures['timeout']} timed out (5 s),"
-                f" {failures['error']} failed"
-            )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+    if ingest:
+        print(
+            f"ingest while it rendered: {len(ingest)} POSTs, median {statistics.median(ingest) * 1000:.0f} ms,"
+            f" worst {max(ingest) * 1000:.0f} ms, {failures['timeout']} timed out (5 s),"
+            f" {failures['error']} failed"
+        )
 
 
 def main() -> int:

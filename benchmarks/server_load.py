@@ -28,9 +28,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,12 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench_server import running_server
 
 
 def _body(app: str, machine: str, report_id: str, key: str | None) -> dict[str, Any]:
@@ -137,29 +129,12 @@ def _percentile(sorted_values: list[float], p: float) -> float:
 
 
 def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path) -> None:
-    port = _free_port()
-    config = workdir / "bench-config.json"
     limits = {"per_machine": 10**9, "per_address": 10**9}
     settings: dict[str, Any] = {"limits": limits}
     if opts.metrics:
         settings["metrics"] = {"token": METRICS_TOKEN}
-    config.write_text(json.dumps(settings))
-    cmd = [sys.executable, "-m", "telemetry_rollup.server", "--db", db_url, "--port", str(port)]
-    cmd += ["--config", str(config), "--workers", str(opts.workers)]
-    log = open(workdir / f"server-{name}.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"{name}: server did not start; see {log.name}")
-            time.sleep(0.05)
+    args = ("--workers", str(opts.workers))
+    with running_server(db_url, settings, workdir, name=f"server-{name}", args=args) as (base, server):
         per_client = max(1, opts.requests // opts.clients)
         stop_at = time.time() + opts.seconds
         app = f"bench-{uuid.uuid4().hex[:8]}"
@@ -175,14 +150,6 @@ def run_backend(name: str, db_url: str, opts: argparse.Namespace, workdir: Path)
         cpu = _cpu_seconds(server.pid) - cpu_before
         if opts.metrics:
             _check_metrics(base, sum(len(lat) for lat, _ in results), sum(e for _, e in results))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
     latencies = sorted(x for lat, _ in results for x in lat)
     errors = sum(e for _, e in results)
     p50, p99 = (_percentile(latencies, p) * 1000 for p in (50, 99))

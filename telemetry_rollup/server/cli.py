@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from telemetry_rollup.server.cli_common import DB_HELP as _DB_HELP
-from telemetry_rollup.server.cli_common import PROG, UsageError, missing_extra
+from telemetry_rollup.server.cli_common import PROG, UsageError, missing_extra, open_for
 from telemetry_rollup.server.cli_common import Parser as _Parser
 from telemetry_rollup.server.cli_common import fail as _fail
 from telemetry_rollup.server.config import load_config
@@ -40,7 +40,6 @@ from telemetry_rollup.server.store import (
     StoreError,
     check_db_url,
     default_db_url,
-    open_store,
     sqlite_path_from_url,
 )
 
@@ -190,12 +189,9 @@ def serve_main(argv: list[str], prog: str = f"{PROG} serve") -> int:
     problem = _bind_problem(args.host, args.port)
     if problem:
         return _fail(prog, problem, 1)
-    try:
-        store = open_store(url)
-    except ImportError as exc:
-        return _fail(prog, missing_extra(exc), 2)
-    except (StoreError, OSError) as exc:
-        return _fail(prog, str(exc), 1)
+    store = open_for(prog, url)
+    if isinstance(store, int):
+        return store
     # prometheus-client picks its mode from the environment at import: several workers share
     # their figures through files in a directory of this run's own (metrics.py); one process
     # keeps them in memory, whatever the environment it was started from says.
@@ -301,14 +297,11 @@ def report_main(argv: list[str], prog: str = f"{PROG} report") -> int:
         return _fail(prog, re.sub(r"\b(since|until|days)\b", r"--\1", str(exc)), 2)
     except (UsageError, ValueError) as exc:
         return _fail(prog, str(exc), 2)
-    try:
-        # Read-only: report never writes, migrates or creates anything (a read-only role or
-        # file system is enough), and refuses a schema it does not know.
-        store = open_store(url, readonly=True)
-    except ImportError as exc:
-        return _fail(prog, missing_extra(exc), 2)
-    except (StoreError, OSError) as exc:
-        return _fail(prog, str(exc), 1)
+    # Read-only: report never writes, migrates or creates anything (a read-only role or file
+    # system is enough), and refuses a schema it does not know.
+    store = open_for(prog, url, readonly=True)
+    if isinstance(store, int):
+        return store
     try:
         if args.format == "html":
             text = dashboard.html_report(store, query)

@@ -1,4 +1,5 @@
-"""What the server's commands share: one-line usage errors, the missing-extra line, ``--db``'s help.
+"""What the server's commands share: one-line usage errors, the missing-extra line, opening the
+store for a command (its errors as exit codes), ``--db``'s help.
 
 Imported by ``cli`` (``serve``, ``report``), ``prune_cli`` and ``export_cli``, and importing
 none of them.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from telemetry_rollup.server.store import SQLStore
 
 
 class UsageError(Exception):
@@ -54,10 +58,24 @@ def fail(prog: str, message: str, code: int) -> int:
     return code
 
 
+def open_for(prog: str, url: str, *, create: bool = True, readonly: bool = False) -> SQLStore | int:
+    """``open_store(url, **kwargs)`` for a command, or, with one line on stderr, its exit code: 2
+    when the URL needs an extra that is not installed (psycopg for PostgreSQL), 1 when the
+    database cannot be opened. Callers test ``isinstance(result, int)``."""
+    from telemetry_rollup.server.store import StoreError, open_store
+
+    try:
+        return open_store(url, create=create, readonly=readonly)
+    except ImportError as exc:
+        return fail(prog, missing_extra(exc), 2)
+    except (StoreError, OSError) as exc:
+        return fail(prog, str(exc), 1)
+
+
 DB_HELP = (
     "database URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user:pw@host/db"
     " (default: server.db in the user data directory)"
 )
 
 
-__all__ = ["DB_HELP", "PROG", "Parser", "UsageError", "fail", "missing_extra"]
+__all__ = ["DB_HELP", "PROG", "Parser", "UsageError", "fail", "missing_extra", "open_for"]

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from telemetry_rollup.server.cli_common import DB_HELP as _DB_HELP
 from telemetry_rollup.server.cli_common import Parser as _Parser
-from telemetry_rollup.server.cli_common import UsageError, missing_extra
+from telemetry_rollup.server.cli_common import UsageError, missing_extra, open_for
 from telemetry_rollup.server.cli_common import fail as _fail
 from telemetry_rollup.server.export import (
     CLOSED_AFTER_DAYS,
@@ -27,7 +27,7 @@ from telemetry_rollup.server.export import (
     plan,
     summary,
 )
-from telemetry_rollup.server.store import StoreError, check_db_url, default_db_url, open_store
+from telemetry_rollup.server.store import StoreError, check_db_url, default_db_url
 
 FIRST_DAY = "2000-01-01"  # as the dashboard's: no day before it is meaningful here
 #: The days for which reports may still arrive, and so counts after their day was sent.
@@ -101,12 +101,9 @@ def export_main(argv: list[str], prog: str = "python -m telemetry_rollup export"
         from telemetry_rollup.server.otlp import Sender
     except ImportError as exc:
         return _fail(prog, missing_extra(exc), 2)
-    try:
-        store = open_store(db, create=False)
-    except ImportError as exc:
-        return _fail(prog, missing_extra(exc), 2)
-    except (StoreError, OSError) as exc:
-        return _fail(prog, str(exc), 1)
+    store = open_for(prog, db, create=False)
+    if isinstance(store, int):
+        return store
     sender = Sender(url, args.timeout)
     sent: list[AppDay] = []
     try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from telemetry_rollup.server.cli_common import DB_HELP, PROG, Parser, UsageError, fail
-from telemetry_rollup.server.store import MIN_RETENTION_DAYS, StoreError, check_db_url, default_db_url, open_store
+from telemetry_rollup.server.cli_common import DB_HELP, PROG, Parser, UsageError, fail, open_for
+from telemetry_rollup.server.store import MIN_RETENTION_DAYS, StoreError, check_db_url, default_db_url
 
 
 def prune_parser(prog: str) -> Parser:
@@ -33,10 +33,9 @@ def prune_main(argv: list[str], prog: str = f"{PROG} prune") -> int:
     except (UsageError, ValueError) as exc:
         return fail(prog, str(exc), 2)
     today = datetime.now(timezone.utc).date()
-    try:
-        store = open_store(url, create=False)
-    except (StoreError, OSError) as exc:
-        return fail(prog, str(exc), 1)
+    store = open_for(prog, url, create=False)
+    if isinstance(store, int):
+        return store
     try:
         pruned = store.prune(args.older_than, today)
     except StoreError as exc:

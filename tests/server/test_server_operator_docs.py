@@ -68,11 +68,13 @@ def test_install_commands_show_the_checkout_form_first() -> None:
 # -- item 15: a missing PostgreSQL driver names the [postgres] extra -------------------------
 
 
-@pytest.mark.parametrize("command", ["serve", "report", "export"])
+@pytest.mark.parametrize("command", ["serve", "report", "export", "prune"])
 def test_a_missing_postgres_driver_names_the_postgres_extra(command: str) -> None:
     args = [command, "--db", f"postgresql://u:pw@127.0.0.1:{free_port()}/db"]
     if command == "export":
         args += ["--otlp", f"http://127.0.0.1:{free_port()}"]
+    if command == "prune":  # it used to end in a traceback here
+        args += ["--older-than", "400"]
     line = one_line(run_main(*args, block=("psycopg",)), 2)
     assert "[postgres]" in line and "psycopg" in line
     assert "pw@" not in line
@@ -310,7 +312,7 @@ def _options(help_text: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("command", ["serve", "report", "export"])
+@pytest.mark.parametrize("command", ["serve", "report", "export", "prune"])
 def test_help_names_the_command_and_documents_every_option(command: str) -> None:
     result = run_main(command, "--help")
     assert result.returncode == 0, result.stderr
