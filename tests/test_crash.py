@@ -114,25 +114,33 @@ def test_many_processes_count_and_five_senders_run_at_once(home: Path, receiver:
     """
     import textwrap
 
+    # Every process logs at debug level to its own file: if counts go missing, the message says
+    # what each process did (the test ran 6 rounds under load alone without failing).
+    logs = home.parent / "logs"
+    logs.mkdir()
+    env = dict(os.environ, TELEMETRY_ROLLUP_DEBUG="1")
+
+    def start(argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        with open(logs / name, "wb") as err:
+            return subprocess.Popen(argv, env=env, stderr=err)
+
     counters = [
-        subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), receiver.url, str(i)]) for i in range(40)
+        start([sys.executable, "-c", textwrap.dedent(code), receiver.url, str(i)], f"count-{i}") for i in range(40)
     ]
-    senders = [
-        subprocess.Popen(
-            [sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--include-today", "--quiet"]
-        )
-        for _ in range(5)
-    ]
+    flush = [sys.executable, "-m", "telemetry_rollup", "flush", "--app", "acme", "--include-today", "--quiet"]
+    senders = [start(flush, f"flush-{i}") for i in range(5)]
     for p in counters + senders:
         assert p.wait(timeout=120) in (0, 1)
     # What the five raced for is sent now. Its budget is no property under test: on a loaded
     # machine (load 15 on 2 cores) 10 s ran out before the request and the receiver got nothing
     # (twice in full-suite runs); the result is in the message should it happen again.
     res = _sender.run(store, timeout=60, force=True, include_today=True)
-    left = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
-    codes = [p.returncode for p in counters + senders]
-    diagnosis = (res, left, codes, len(receiver.bodies))
-    assert receiver.totals() == {"hits": 40 * 1000, "n": sum(range(40)), "_run:script": 40}, diagnosis
+    expected = {"hits": 40 * 1000, "n": sum(range(40)), "_run:script": 40}
+    if receiver.totals() != expected:
+        files = {str(p.relative_to(home)): p.read_bytes()[:300] for p in sorted(home.rglob("*")) if p.is_file()}
+        logged = {p.name: p.read_text(errors="replace")[-600:] for p in sorted(logs.iterdir())}
+        codes = [p.returncode for p in counters + senders]
+        pytest.fail(f"{receiver.totals()}\n{res}\n{codes}\n{len(receiver.bodies)}\n{files}\n{logged}")
     assert set(receiver.deliveries.values()) == {1}  # the sender lock means no report even went out twice
 
 
