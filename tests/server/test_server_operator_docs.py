@@ -312,7 +312,7 @@ def _options(help_text: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("command", ["serve", "report", "export", "prune"])
+@pytest.mark.parametrize("command", ["serve", "report", "export"])
 def test_help_names_the_command_and_documents_every_option(command: str) -> None:
     result = run_main(command, "--help")
     assert result.returncode == 0, result.stderr
