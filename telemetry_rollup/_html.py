@@ -47,8 +47,13 @@ class Chart:
 
 
 def esc(text: object) -> str:
-    """HTML-escape any value for text and attribute positions."""
-    return html.escape(str(text), quote=True)
+    """HTML-escape any value for text and attribute positions. Characters a browser would act on
+    beyond markup (bidi overrides and isolates, other format characters, controls, line
+    separators) are shown as ``\\uXXXX``, as on the terminal (``_format.printable``): a value read
+    from disk or sent by a client must not reorder what the page shows."""
+    from ._format import printable
+
+    return html.escape(printable(str(text)), quote=True)
 
 
 def number(value: float, unit: str = "") -> str:

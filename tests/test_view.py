@@ -96,3 +96,27 @@ def test_view_opens_the_browser_the_environment_names(home: Path, tmp_path: Path
     while not opened.exists() and time.monotonic() < deadline:  # webbrowser may not wait for it
         time.sleep(0.05)
     assert opened.read_text() == out.as_uri()
+
+
+def test_the_page_shows_format_characters_escaped(home: Path, tmp_path: Path) -> None:
+    """A bidi override in a value read from disk (a hand-edited config.json's app_version, which
+    the page shows in the next request's body) must not reorder what the page shows."""
+    env = {**os.environ, "ACME_TELEMETRY": "on"}  # on: the page shows the next request's body (port 9: never sent)
+    client = tmp_path / "client.py"
+    client.write_text(CLIENT)
+    assert run(str(client), "2", env=env).returncode == 0
+    from sender_setup import add_lines, day
+
+    from telemetry_rollup._store import AppStore
+
+    add_lines(AppStore(home / "acme"), {(day(-1), "build"): 1})  # a closed day: a body in the next send
+    config = home / "acme" / "config.json"
+    obj = json.loads(config.read_text())
+    obj["app_version"] = "2.0\u202egnp.exe\u2066"
+    config.write_text(json.dumps(obj))
+    out = tmp_path / "view.html"
+    r = run("-m", "telemetry_rollup", "view", "--no-open", "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "\u202e" not in html and "\u2066" not in html
+    assert "2.0\\u202egnp.exe\\u2066" in html
