@@ -322,10 +322,12 @@ def append(
         return "appended"
     try:
         held = store.lock_buffer(timeout, fast=fast)
-    except (LockTimeout, OSError) as exc:
+    except Exception as exc:
         # Not had within the timeout, or not at all: a planted link the open refused (ELOOP), a
-        # file system without locks (ENOLCK, ENOSYS on NFS or FUSE). The lines go to a spill
-        # file either way: a lock that cannot be taken never loses a count.
+        # file system without locks (ENOLCK, ENOSYS on NFS or FUSE), or, where there is no fcntl,
+        # filelock failing to import in an exit hook (filelock 4.1.0 on Python 3.10 raised
+        # RuntimeError there once threading had shut down). The lines go to a spill file, which
+        # needs no lock: a lock that cannot be taken never loses a count.
         if not isinstance(exc, LockTimeout):
             _log.log.debug("buffer lock failed, spilling: %r", exc)
         if check is not None and not check(False):
