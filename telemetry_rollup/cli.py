@@ -10,15 +10,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 # The grammar and what show/view present live below this module (no cycle with _view); they
 # are re-exported here, where tools that embed the commands have always found them.
 from ._cli_args import UsageError, add_commands, build_parser
 from ._show import REDACTED_NOTE, app_stores_for, one_store, show_bodies, shown_id
-
-if TYPE_CHECKING:
-    pass
 
 
 class _Escaped:
