@@ -100,7 +100,7 @@ def set_mode(
     write_mode(store, "off", now())
     try:
         with store.lock_sender(sender_wait):
-            with store.lock_buffer(BUFFER_LOCK_WAIT, fast=False):
+            with store.lock_buffer(BUFFER_LOCK_WAIT):
                 old_ids = _ids_to_forget(store)
                 from ._view_pages import remove_pages
 

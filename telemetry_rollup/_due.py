@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from ._consent import Decision
     from ._store import AppStore
 
 _CI_VARS = (
@@ -63,7 +64,7 @@ def notice_settled(store: AppStore, now: float) -> bool:
     return settled(notice_time(store), now)
 
 
-def autosend_due(decision: Any, options: Mapping[str, Any], store: AppStore, now: float) -> bool:
+def autosend_due(decision: Decision, options: Mapping[str, Any], store: AppStore, now: float) -> bool:
     """A running app's check (exit hook, flusher): on, with an endpoint, the notice rule met
     (nothing is sent before the notice was shown and its UTC day is over), and :func:`auto_due`."""
     if decision.mode != "on" or not options.get("endpoint"):

@@ -260,7 +260,7 @@ class Lifecycle:
                 self.persist_lock.release()
             step("exit:waited")
             left = EXIT_BUDGET - (time.monotonic() - start)
-            owner._persist(fast=True, timeout=max(0.0, min(EXIT_LOCK_WAIT, left - 0.5)), lock_wait=0.0)
+            owner._persist(timeout=max(0.0, min(EXIT_LOCK_WAIT, left - 0.5)), lock_wait=0.0)
             if spawn and owner._due():
                 step("exit:due")
                 self.start_sender()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from ._consent import Decision
     from ._store import AppStore
 
 
@@ -58,7 +59,9 @@ def show_notice(store: AppStore, text: str) -> bool:
     return True
 
 
-def maybe_notice(store: AppStore, decision: Any, app: str, options: Mapping[str, Any], *, authenticates: bool) -> bool:
+def maybe_notice(
+    store: AppStore, decision: Decision, app: str, options: Mapping[str, Any], *, authenticates: bool
+) -> bool:
     """Under the buffer lock: the first persist of an app on by default shows the notice. True
     when this call showed it."""
     if decision.source != "default" or decision.mode != "on":

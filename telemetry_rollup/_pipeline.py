@@ -95,7 +95,7 @@ class Pipeline:
         rename (atomic); the name is random, never a PID."""
         moved = 0
         inputs = gen / "inputs"
-        with self.store.lock_buffer(timeout, fast=False):
+        with self.store.lock_buffer(timeout):
             try:
                 st = os.lstat(self.store.buffer)
             except OSError:

@@ -163,10 +163,10 @@ class AppStore:
         return mid
 
     # -- locks ---------------------------------------------------------------------------------
-    def lock_buffer(self, timeout: float, *, fast: bool = True) -> _Held:
+    def lock_buffer(self, timeout: float) -> _Held:
         """Hold the buffer lock: a raw flock where there is one (no filelock import, so a forked
         child's persist imports nothing a dead thread of the parent may have been importing);
-        elsewhere (Windows) filelock. ``fast`` is kept for callers; both paths are the same lock.
+        elsewhere (Windows) filelock.
         Raises LockTimeout, or OSError when the lock cannot be taken at all (ELOOP, ENOLCK, ENOSYS)."""
         self.ensure()
         return _lock(self.buffer_lock, timeout)
@@ -294,7 +294,6 @@ def append(
     *,
     today: str,
     timeout: float,
-    fast: bool,
     check: Callable[[bool], bool] | None = None,
     data: bytes | None = None,
     local: bool = False,
@@ -321,7 +320,7 @@ def append(
     if not data:
         return "appended"
     try:
-        held = store.lock_buffer(timeout, fast=fast)
+        held = store.lock_buffer(timeout)
     except Exception as exc:
         # Not had within the timeout, or not at all: a planted link the open refused (ELOOP), a
         # file system without locks (ENOLCK, ENOSYS on NFS or FUSE), or, where there is no fcntl,

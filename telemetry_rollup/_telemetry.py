@@ -229,9 +229,9 @@ class Telemetry:
     # -- persisting ----------------------------------------------------------------------------
     def flush(self) -> None:
         """Append the in-memory counts to the buffer now. Never raises."""
-        self._persist(fast=False, timeout=LOCK_WAIT)
+        self._persist(timeout=LOCK_WAIT)
 
-    def _persist(self, *, fast: bool, timeout: float, lock_wait: float | None = None) -> str | None:
+    def _persist(self, *, timeout: float, lock_wait: float | None = None) -> str | None:
         """One persist: take what was counted and append it. ``lock_wait``: how long to wait for a
         persist in progress elsewhere (None: until it ends); then go on without it (the exit path)."""
         if self.app is None or self._counters.off or self._life is None:
@@ -245,7 +245,7 @@ class Telemetry:
             if not snap:
                 return None
             try:
-                return self._write(snap, fast=fast, timeout=timeout)
+                return self._write(snap, timeout=timeout)
             except BaseException as exc:
                 self._counters.restore(snap)  # a later flush retries them
                 if not isinstance(exc, Exception):
@@ -257,7 +257,7 @@ class Telemetry:
                 lock.release()
             step("persist:done")
 
-    def _write(self, snap: dict[Any, int], *, fast: bool, timeout: float) -> str | None:
+    def _write(self, snap: dict[Any, int], *, timeout: float) -> str | None:
         from . import _store
         from ._days import today_iso
         from ._line import encode_snapshot
@@ -294,7 +294,7 @@ class Telemetry:
             return True
 
         result = _store.append(
-            store, rollup, today=today_iso(time.time()), timeout=timeout, fast=fast, check=check, data=data, local=local
+            store, rollup, today=today_iso(time.time()), timeout=timeout, check=check, data=data, local=local
         )
         log.debug("persisted %d counters (%s)", len(snap), result)
         return None if result == "off" else result
@@ -355,7 +355,7 @@ class Telemetry:
         """Flush, then deliver the reports that are due, within ``timeout`` for the whole call."""
         start = time.monotonic()
         try:
-            self._persist(fast=False, timeout=min(LOCK_WAIT, timeout))
+            self._persist(timeout=min(LOCK_WAIT, timeout))
             if self.app is None or self._counters.off:
                 return _result()
             from ._sender import run

@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import files_left
 from receiver import Receiver, wait_for
 from sender_setup import add_lines, day, make_app
 
@@ -107,7 +108,7 @@ def test_the_pipeline_is_exact_without(hidden: str, home: Path, tmp_path: Path, 
         said.append(proc.stdout)
     expected = {"old": 2, "build": HOSTS * 251, "x": HOSTS, "child": HOSTS, "_run:script": 2 * HOSTS}
     if receiver.totals() != expected:  # what each flush said and every file left, should it happen again
-        files = {str(p.relative_to(home)): p.read_bytes()[:300] for p in sorted(home.rglob("*")) if p.is_file()}
+        files = files_left(home)
         pytest.fail(f"{receiver.totals()}\n{said}\n{len(receiver.bodies)} bodies\n{files}")
     assert set(receiver.deliveries.values()) == {1}  # every report stored once, none sent twice
     app = home / "acme"

@@ -54,9 +54,7 @@ def w_collapse(a: dict[str, Any]) -> dict[str, Any]:
         for _ in range(a["rounds"]):
             Path(store.buffer).write_bytes(data)
             start = time.perf_counter()
-            result = _store.append(
-                store, {(today_s, "build.after.the.buffer.filled"): 1}, today=today_s, timeout=1.0, fast=True
-            )
+            result = _store.append(store, {(today_s, "build.after.the.buffer.filled"): 1}, today=today_s, timeout=1.0)
             times.append((time.perf_counter() - start) * 1000)
             dec = decode_lines(Path(store.buffer).read_bytes())
             after_lines = len(dec.rollup)
