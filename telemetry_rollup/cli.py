@@ -329,10 +329,7 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     import time
 
     from ._appfiles import read
-    from ._control import retry_forget
     from ._due import auto_due
-    from ._format import flush_text, forget_text
-    from ._sender import run
 
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
@@ -340,16 +337,25 @@ def cmd_flush(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     for store in app_stores_for(args.app):
         if not store.exists():
             continue
-        fres = retry_forget(store, timeout=min(5.0, args.timeout), force=not args.if_due)
-        if not args.quiet and (fres.acknowledged or fres.kept or fres.expired):
-            out.write(forget_text(fres) + "\n")
-        if fres.kept and not args.if_due:
-            code = max(code, 1)
+        # The sender, the deletion request and the output are imported only when there is work
+        # for them: `flush --if-due` with nothing due (a cron job's usual run) loads none of them.
+        if os.path.lexists(store.forget_file):
+            from ._control import retry_forget
+            from ._format import forget_text
+
+            fres = retry_forget(store, timeout=min(5.0, args.timeout), force=not args.if_due)
+            if not args.quiet and (fres.acknowledged or fres.kept or fres.expired):
+                out.write(forget_text(fres) + "\n")
+            if fres.kept and not args.if_due:
+                code = max(code, 1)
         files = read(store)  # once for the command; run() reads it again under the sender lock
         if args.if_due:
             interval = files.config.get("send_interval", 3600.0)
             if not isinstance(interval, (int, float)) or not auto_due(store, float(interval), time.time()):
                 continue
+        from ._format import flush_text
+        from ._sender import run
+
         res = run(store, timeout=args.timeout, include_today=args.include_today, force=not args.if_due, files=files)
         if res.sent is not None and res.sent.rejected:
             code = max(code, EXIT_REJECTED)

@@ -130,3 +130,23 @@ def test_a_run_that_counts_nothing_loads_no_lifecycle_and_starts_nothing(home: P
     )
     assert proc.returncode == 0 and proc.stdout == "0 False False\n", proc.stderr
     assert not home.exists()
+
+
+def test_flush_if_due_with_nothing_due_loads_no_sender(home: Path, receiver: Receiver) -> None:
+    """A cron job's ``flush --if-due``, nothing due: the sender, the deletion request, requests and
+    the output formatting are not even imported (a pending deletion request or a due send loads them)."""
+    store = make_app(home, endpoint=receiver.url)
+    add_lines(store, {(day(0), "today"): 1})  # counted today: nothing is due before the day ends
+    code = """
+        import sys
+        before = set(sys.modules)
+        from telemetry_rollup.cli import main
+        code = main(["flush", "--if-due", "--app", "acme"])
+        print(code, " ".join(sorted(set(sys.modules) - before)))
+    """
+    got = gained(code)
+    assert "0" in got
+    unwanted = {"telemetry_rollup._sender", "telemetry_rollup._pipeline", "telemetry_rollup._control"}
+    unwanted |= {"telemetry_rollup._transport", "telemetry_rollup._format", "threading", "pathlib", "datetime"}
+    assert got.isdisjoint(unwanted | set(DEPENDENCIES)), sorted(got & (unwanted | set(DEPENDENCIES)))
+    assert receiver.bodies == [] and (home / "acme" / "buffer.jsonl").exists()  # indeed nothing was sent
